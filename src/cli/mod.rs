@@ -1,0 +1,93 @@
+//! The command line of SPEC §1: clap definitions, one file per subcommand. Each turns its
+//! arguments into library calls and prints the result; none holds file-system logic.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::CliResult;
+use crate::policy::WriteMode;
+
+pub mod check;
+pub mod explain;
+pub mod mount;
+pub mod umount;
+
+/// A scoped view of a directory for an AI agent: only allowlisted paths appear, secrets are
+/// hidden, and writes are denied, confined or redirected.
+#[derive(Debug, Parser)]
+#[command(name = "scopefs", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mount a scoped view of SOURCE at MOUNTPOINT.
+    Mount(mount::MountCmd),
+    /// Unmount a view and wait until its daemon has exited.
+    Umount(umount::UmountCmd),
+    /// Print each PATH's verdict and the rule that decided it (or the whole view with --tree).
+    Explain(explain::ExplainCmd),
+    /// Validate a policy file (and SOURCE, if given).
+    Check(check::CheckCmd),
+}
+
+/// The policy options shared by `mount`, `run`, `explain` and `check` (SPEC §1).
+#[derive(Debug, Clone, Default, Args)]
+pub struct PolicyArgs {
+    /// Policy file (TOML). Without it: everything visible except the `secrets` preset, writes
+    /// denied.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Replace the allow list with these patterns (repeatable).
+    #[arg(long = "allow", value_name = "PATTERN")]
+    pub allow: Vec<String>,
+    /// Append to the hide list (repeatable).
+    #[arg(long = "hide", value_name = "PATTERN")]
+    pub hide: Vec<String>,
+    /// Drop the built-in preset hides.
+    #[arg(long = "no-presets")]
+    pub no_presets: bool,
+    /// Write mode.
+    #[arg(long = "writes", value_name = "MODE", value_enum)]
+    pub writes: Option<WriteModeArg>,
+    /// Overlay directory; implies --writes overlay.
+    #[arg(long = "overlay", value_name = "DIR")]
+    pub overlay: Option<PathBuf>,
+    /// Replace the writable list with these patterns (repeatable).
+    #[arg(long = "writable", value_name = "PATTERN")]
+    pub writable: Vec<String>,
+    /// JSON-lines audit log.
+    #[arg(long = "audit-log", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+}
+
+/// `--writes` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WriteModeArg {
+    Deny,
+    Overlay,
+    Direct,
+}
+
+impl From<WriteModeArg> for WriteMode {
+    fn from(arg: WriteModeArg) -> Self {
+        match arg {
+            WriteModeArg::Deny => WriteMode::Deny,
+            WriteModeArg::Overlay => WriteMode::Overlay,
+            WriteModeArg::Direct => WriteMode::Direct,
+        }
+    }
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Mount(cmd) => cmd.run(),
+        Command::Umount(cmd) => cmd.run(),
+        Command::Explain(cmd) => cmd.run(),
+        Command::Check(cmd) => cmd.run(),
+    }
+}

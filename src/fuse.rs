@@ -1,0 +1,1 @@
+//! Thin adapter from fuser to the view.

@@ -1,0 +1,1 @@
+//! Every raw syscall and unsafe block.
