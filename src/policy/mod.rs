@@ -99,3 +99,6 @@ impl Decision {
         matches!(self, Decision::Visible(_) | Decision::Transit)
     }
 }
+
+/// The compiled policy (placeholder until the matcher lands).
+pub struct Matcher {}
