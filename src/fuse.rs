@@ -1,1 +1,527 @@
-//! Thin adapter from fuser to the view.
+//! The adapter between fuser and the [`View`]: each handler converts the kernel's arguments,
+//! calls one view method and replies. No locks and no policy logic live here; every failure
+//! goes out through [`fail`], which logs it at its level.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem,
+    FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
+};
+
+use crate::path::{Name, NameError};
+use crate::sys::{self, Stat};
+use crate::view::{Entry, FsError, FsResult, View};
+
+/// How long the kernel may cache entries and attributes before asking again.
+const TTL: Duration = Duration::from_secs(1);
+
+/// Synthetic inode counts for `statfs`: the real ones would count hidden files.
+const STATFS_FILES: u64 = 1 << 32;
+
+/// The fuser file system: a [`View`] behind the kernel protocol.
+pub struct ScopeFs {
+    view: Arc<View>,
+}
+
+impl ScopeFs {
+    pub fn new(view: Arc<View>) -> Self {
+        ScopeFs { view }
+    }
+}
+
+fn name(os: &OsStr) -> FsResult<Name> {
+    Name::from_os(os).map_err(|e| match e {
+        NameError::TooLong => FsError::NameTooLong,
+        NameError::Empty | NameError::Dot | NameError::Slash | NameError::Nul => FsError::Invalid,
+    })
+}
+
+fn kind(k: sys::FileType) -> FileType {
+    match k {
+        sys::FileType::File => FileType::RegularFile,
+        sys::FileType::Dir => FileType::Directory,
+        sys::FileType::Symlink => FileType::Symlink,
+        sys::FileType::Fifo => FileType::NamedPipe,
+        sys::FileType::Socket => FileType::Socket,
+        sys::FileType::CharDevice => FileType::CharDevice,
+        sys::FileType::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+fn attr(st: &Stat) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(st.ino),
+        size: st.size,
+        blocks: st.blocks,
+        atime: st.atime,
+        mtime: st.mtime,
+        ctime: st.ctime,
+        crtime: UNIX_EPOCH,
+        kind: kind(st.kind),
+        perm: u16::try_from(st.perm & 0o7777).unwrap_or(0),
+        nlink: u32::try_from(st.nlink).unwrap_or(u32::MAX),
+        uid: st.uid,
+        gid: st.gid,
+        rdev: u32::try_from(st.rdev).unwrap_or(0),
+        blksize: st.blksize,
+        flags: 0,
+    }
+}
+
+/// Logs a failed request at the level it deserves and turns it into an errno.
+fn fail(op: &str, err: &FsError) -> Errno {
+    let errno = err.errno();
+    match err {
+        FsError::Io(e) => tracing::warn!(op, error = %e, "request failed"),
+        _ => tracing::debug!(op, errno, "request refused"),
+    }
+    Errno::from_i32(errno)
+}
+
+fn entry(reply: ReplyEntry, result: FsResult<Entry>, op: &str) {
+    match result {
+        Ok(e) => reply.entry(&TTL, &attr(&e.attr), Generation(0)),
+        Err(e) => reply.error(fail(op, &e)),
+    }
+}
+
+fn empty(reply: ReplyEmpty, result: FsResult<()>, op: &str) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(fail(op, &e)),
+    }
+}
+
+fn xattr(reply: ReplyXattr, result: FsResult<Vec<u8>>, size: u32, op: &str) {
+    match result {
+        Ok(data) if size == 0 => reply.size(u32::try_from(data.len()).unwrap_or(u32::MAX)),
+        Ok(data) if data.len() > size as usize => reply.error(fail(op, &FsError::Range)),
+        Ok(data) => reply.data(&data),
+        Err(e) => reply.error(fail(op, &e)),
+    }
+}
+
+impl ScopeFs {
+    /// The result of every request that would change the view; names are validated first so
+    /// that a malformed name is still `EINVAL`/`ENAMETOOLONG`.
+    fn denied(&self, names: &[&OsStr]) -> FsError {
+        for n in names {
+            if let Err(e) = name(n) {
+                return e;
+            }
+        }
+        self.view.write_denied()
+    }
+}
+
+impl Filesystem for ScopeFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS;
+        if let Err(missing) = config.add_capabilities(wanted) {
+            tracing::debug!(?missing, "kernel lacks some capabilities");
+            let _ = config.add_capabilities(wanted & !missing);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEntry) {
+        let result = name(name_os).and_then(|n| self.view.lookup(parent.0, &n));
+        entry(reply, result, "lookup");
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.view.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.view.getattr(ino.0) {
+            Ok(st) => reply.attr(&TTL, &attr(&st)),
+            Err(e) => reply.error(fail("getattr", &e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let err = match self.view.getattr(ino.0) {
+            Ok(_) => self.denied(&[]),
+            Err(e) => e,
+        };
+        reply.error(fail("setattr", &err));
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.view.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(fail("readlink", &e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(fail("mknod", &self.denied(&[name])));
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(fail("mkdir", &self.denied(&[name])));
+    }
+
+    fn unlink(&self, _req: &Request, _parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply.error(fail("unlink", &self.denied(&[name])));
+    }
+
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply.error(fail("rmdir", &self.denied(&[name])));
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(fail("symlink", &self.denied(&[link_name])));
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        name: &OsStr,
+        _newparent: INodeNo,
+        newname: &OsStr,
+        _flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(fail("rename", &self.denied(&[name, newname])));
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(fail("link", &self.denied(&[newname])));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.view.open(ino.0, flags.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(fail("open", &e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.view.read(fh.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(fail("read", &e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(fail("write", &self.denied(&[])));
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.view.release(fh.0);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.view.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(fail("opendir", &e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let dir = match self.view.dir(fh.0) {
+            Ok(dir) => dir,
+            Err(e) => return reply.error(fail("readdir", &e)),
+        };
+        // Offsets are dense and synthetic: 1 is ".", 2 is "..", 3.. the visible entries.
+        let dots = [(dir.ino, "."), (dir.parent, "..")];
+        for (i, (ino, dot)) in dots.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*ino), i as u64 + 1, FileType::Directory, dot) {
+                return reply.ok();
+            }
+        }
+        let skip = (offset as usize).saturating_sub(2);
+        for (i, item) in dir.items.iter().enumerate().skip(skip) {
+            // The kernel ignores the inode number here; readdirplus or lookup gives the real one.
+            let full = reply.add(
+                INodeNo(u64::MAX),
+                i as u64 + 3,
+                kind(item.attr.kind),
+                item.name.as_os_str(),
+            );
+            if full {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let dir = match self.view.dir(fh.0) {
+            Ok(dir) => dir,
+            Err(e) => return reply.error(fail("readdirplus", &e)),
+        };
+        let dots = [(dir.ino, "."), (dir.parent, "..")];
+        for (i, (ino, dot)) in dots.iter().enumerate().skip(offset as usize) {
+            // The kernel takes no reference on "." and "..", so no lookup is counted.
+            let Ok(st) = self.view.getattr(*ino) else {
+                continue;
+            };
+            if reply.add(INodeNo(*ino), i as u64 + 1, dot, &TTL, &attr(&st), Generation(0)) {
+                return reply.ok();
+            }
+        }
+        let skip = (offset as usize).saturating_sub(2);
+        for (i, item) in dir.items.iter().enumerate().skip(skip) {
+            let e = self.view.lookup_item(dir.ino, item);
+            let full = reply.add(
+                INodeNo(e.ino),
+                i as u64 + 3,
+                item.name.as_os_str(),
+                &TTL,
+                &attr(&e.attr),
+                Generation(0),
+            );
+            if full {
+                // Not sent: give back the reference just taken.
+                self.view.forget(e.ino, 1);
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.view.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.view.statfs() {
+            Ok(s) => reply.statfs(
+                s.blocks,
+                s.bfree,
+                s.bavail,
+                STATFS_FILES,
+                STATFS_FILES / 2,
+                s.bsize,
+                255,
+                s.frsize,
+            ),
+            Err(e) => reply.error(fail("statfs", &e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let result = self.view.getattr(ino.0).and_then(|_| Err(self.denied(&[])));
+        empty(reply, result, "setxattr");
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        xattr(reply, self.view.getxattr(ino.0, name.as_bytes()), size, "getxattr");
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        xattr(reply, self.view.listxattr(ino.0), size, "listxattr");
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        let result = self.view.getattr(ino.0).and_then(|_| Err(self.denied(&[])));
+        empty(reply, result, "removexattr");
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        empty(reply, self.view.access(ino.0, mask.bits()), "access");
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(fail("create", &self.denied(&[name])));
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTTY));
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(fail("fallocate", &self.denied(&[])));
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        reply.error(fail("copy_file_range", &self.denied(&[])));
+    }
+}

@@ -1,0 +1,71 @@
+//! The one error type of the view, and the errno each failure becomes.
+
+use std::io;
+
+/// A failed file-system operation. Every variant maps to one errno in [`FsError::errno`],
+/// through a `match` without a catch-all, so a new failure needs a decision.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// The name does not exist, or exists but is hidden (the two are indistinguishable).
+    #[error("no such entry")]
+    NotFound,
+    /// The view is read-only (`writes.mode = "deny"`).
+    #[error("read-only view")]
+    ReadOnly,
+    /// The operation is refused by the policy or on this kind of file.
+    #[error("access refused")]
+    Access,
+    /// A malformed name or argument.
+    #[error("invalid argument")]
+    Invalid,
+    /// A name longer than 255 bytes.
+    #[error("name too long")]
+    NameTooLong,
+    /// Not a directory where one was needed.
+    #[error("not a directory")]
+    NotDir,
+    /// No such extended attribute (or one outside `user.*`).
+    #[error("no such attribute")]
+    NoData,
+    /// The caller's buffer is too small.
+    #[error("buffer too small")]
+    Range,
+    /// A file handle the view did not hand out.
+    #[error("bad file handle")]
+    BadHandle,
+    /// Any other failure of a syscall on SOURCE, with its errno.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+impl FsError {
+    /// The errno the kernel is given.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::Access => libc::EACCES,
+            FsError::Invalid => libc::EINVAL,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::NoData => libc::ENODATA,
+            FsError::Range => libc::ERANGE,
+            FsError::BadHandle => libc::EBADF,
+            FsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+        }
+    }
+
+    /// Maps the failure to resolve a path in SOURCE: anything that means "not reachable without
+    /// following a symlink or leaving SOURCE" is simply "not there".
+    pub fn resolving(err: io::Error) -> FsError {
+        match err.raw_os_error() {
+            Some(libc::ENOENT | libc::ELOOP | libc::EXDEV | libc::ENOTDIR | libc::ENAMETOOLONG) => {
+                FsError::NotFound
+            }
+            _ => FsError::Io(err),
+        }
+    }
+}
+
+/// Results of view operations.
+pub type FsResult<T> = Result<T, FsError>;
