@@ -1,13 +1,30 @@
 //! The policy: what the view shows and what it lets an agent change.
 //!
 //! [`Policy`] is the TOML file of SPEC §2 as data (serde, unknown keys refused), with the
-//! command-line flags of §1 merged on top by [`Policy::apply`]. [`Policy::compile`] turns it
+//! command-line flags of §1 merged on top by [`Policy::from_args`]. [`Policy::compile`] turns it
 //! into a [`Matcher`], immutable and shared by every request thread, whose every verdict names
-//! the [`Rule`] that decided it. This module never touches SOURCE: symlink targets, hardlinks and
-//! file types are the view's business; it only answers questions about relative paths.
+//! the [`Rule`] that decided it. Problems are collected into [`PolicyErrors`], all of them, each
+//! with file:line:column. This module never touches SOURCE: symlink targets, hardlinks and file
+//! types are the view's business; it only answers questions about relative paths.
+//!
+//! Files: `file.rs` (schema, parsing, flags), `pattern.rs` (checks one pattern), `presets.rs`
+//! with `presets.toml` (the built-in lists), `matcher.rs` (the compiled matcher), `errors.rs`,
+//! `size.rs` (`"2 GiB"`).
 
 use std::fmt;
 use std::path::PathBuf;
+
+mod errors;
+mod file;
+mod matcher;
+mod pattern;
+pub mod presets;
+mod size;
+
+pub use errors::{Location, PolicyError, PolicyErrors};
+pub use file::{Audit, AuditEvents, Limits, Pattern, Policy};
+pub use matcher::{Matcher, Writability};
+pub use size::parse_size;
 
 /// What a path is, as far as pattern matching cares (`dir/` patterns match directories only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +116,3 @@ impl Decision {
         matches!(self, Decision::Visible(_) | Decision::Transit)
     }
 }
-
-/// The compiled policy (placeholder until the matcher lands).
-pub struct Matcher {}

@@ -1,0 +1,960 @@
+//! [`Policy`]: the policy file of SPEC §2 as data, the built-in default, and the command-line
+//! flags of SPEC §1 merged on top.
+//!
+//! Reading a file reports every problem at once: the text is parsed into a spanned TOML document,
+//! checked against the schema below (unknown keys, wrong types, bad values, bad patterns, unknown
+//! presets), and only a document that passes is deserialized with serde (`deny_unknown_fields`,
+//! a second line of defence). This module never compiles patterns into a matcher and never
+//! touches SOURCE.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+
+use super::errors::{Location, PolicyError, PolicyErrors, line_column};
+use super::presets::{PRESET_NAMES, static_name};
+use super::size::parse_size;
+use super::{HardlinkMode, Rule, RuleOrigin, SymlinkMode, WriteMode, pattern};
+use crate::cli::{PolicyArgs, WriteModeArg};
+
+/// Shown as the file name of a policy parsed from text without a file.
+const NO_FILE: &str = "<policy>";
+
+/// One pattern of a policy list, with the rule it becomes (origin and text) and, for a pattern
+/// read from a file, its column for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    pub rule: Rule,
+    column: usize,
+    span: Option<Range<usize>>,
+}
+
+impl Pattern {
+    fn new(origin: RuleOrigin, text: &str) -> Pattern {
+        Pattern {
+            rule: Rule {
+                origin,
+                pattern: text.to_string(),
+            },
+            column: 0,
+            span: None,
+        }
+    }
+
+    /// The pattern as written.
+    pub fn text(&self) -> &str {
+        &self.rule.pattern
+    }
+
+    /// Where the pattern was written, for an error about it.
+    pub fn location(&self) -> Location {
+        match &self.rule.origin {
+            RuleOrigin::File { path, line } => Location::File {
+                file: (path.as_os_str() != NO_FILE).then(|| path.clone()),
+                line: *line,
+                column: self.column,
+            },
+            RuleOrigin::Flag(flag) => Location::Flag {
+                flag,
+                value: self.rule.pattern.clone(),
+            },
+            RuleOrigin::Preset(name) => Location::Preset(name),
+            RuleOrigin::Default => Location::Preset("default"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let spanned = toml::Spanned::<String>::deserialize(de)?;
+        let span = spanned.span();
+        let mut pattern = Pattern::new(
+            RuleOrigin::File {
+                path: PathBuf::from(NO_FILE),
+                line: 0,
+            },
+            spanned.get_ref(),
+        );
+        pattern.span = Some(span);
+        Ok(pattern)
+    }
+}
+
+/// `[audit] events`: which events the audit log records (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditEvents {
+    /// Refused writes and lookups of hidden names that exist.
+    #[default]
+    Denied,
+    /// `denied` plus every change.
+    Writes,
+    /// `writes` plus reads.
+    All,
+}
+
+/// `[limits]`: caps on the overlay; `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Bytes the overlay may hold; writes past it fail with ENOSPC.
+    #[serde(default, deserialize_with = "de_size")]
+    pub overlay_bytes: Option<u64>,
+    /// Files the overlay may hold; creations past it fail with ENOSPC.
+    #[serde(default)]
+    pub overlay_files: Option<u64>,
+}
+
+/// `[audit]`: the JSON-lines audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// Where the log goes; relative to the policy file's directory when read from a file.
+    #[serde(default)]
+    pub log: Option<PathBuf>,
+    #[serde(default)]
+    pub events: AuditEvents,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct View {
+    #[serde(default = "default_allow")]
+    allow: Vec<Pattern>,
+    #[serde(default)]
+    hide: Vec<Pattern>,
+    #[serde(default = "default_presets")]
+    presets: Vec<String>,
+    #[serde(default)]
+    symlinks: SymlinkMode,
+    #[serde(default)]
+    hardlinks: HardlinkMode,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        View {
+            allow: default_allow(),
+            hide: Vec::new(),
+            presets: default_presets(),
+            symlinks: SymlinkMode::default(),
+            hardlinks: HardlinkMode::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Writes {
+    #[serde(default)]
+    mode: WriteMode,
+    #[serde(default)]
+    overlay: Option<PathBuf>,
+    #[serde(default)]
+    writable: Option<Vec<Pattern>>,
+    #[serde(default = "default_protect")]
+    protect: Vec<String>,
+}
+
+impl Default for Writes {
+    fn default() -> Self {
+        Writes {
+            mode: WriteMode::default(),
+            overlay: None,
+            writable: None,
+            protect: default_protect(),
+        }
+    }
+}
+
+fn default_allow() -> Vec<Pattern> {
+    vec![Pattern::new(RuleOrigin::Default, "**")]
+}
+
+fn default_presets() -> Vec<String> {
+    vec!["secrets".to_string()]
+}
+
+fn default_protect() -> Vec<String> {
+    vec!["exec-config".to_string()]
+}
+
+fn de_size<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Option::<Size>::deserialize(de)? {
+        None => Ok(None),
+        Some(Size::Bytes(n)) => Ok(Some(n)),
+        Some(Size::Text(text)) => parse_size(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+/// The whole policy of SPEC §2: what the view shows, what may be written, limits and audit.
+/// Built from a file ([`Policy::load`]), text ([`Policy::parse`]), the built-in default
+/// ([`Policy::builtin`]) or the command line ([`Policy::from_args`]); compiled into a
+/// [`Matcher`](super::Matcher) with [`Policy::compile`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default)]
+    view: View,
+    #[serde(default)]
+    writes: Writes,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    audit: Audit,
+    #[serde(skip)]
+    file: Option<PathBuf>,
+}
+
+impl Policy {
+    /// The default of SPEC §1: everything visible except the `secrets` preset, writes denied.
+    pub fn builtin() -> Policy {
+        Policy::default()
+    }
+
+    /// Reads and checks a policy file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyErrors> {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            PolicyError::new(
+                Location::Whole(path.to_path_buf()),
+                format!("cannot read the policy file: {err}; check the path given to -c/--config"),
+            )
+        })?;
+        Policy::parse(&text, Some(path))
+    }
+
+    /// Parses and checks policy text. `origin` is the file it came from: errors and rules name
+    /// it, and relative `writes.overlay` and `audit.log` are taken relative to its directory.
+    pub fn parse(text: &str, origin: Option<&Path>) -> Result<Policy, PolicyErrors> {
+        let (doc, syntax) = DeTable::parse_recoverable(text);
+        if !syntax.is_empty() {
+            let mut errors = Found::new(text, origin);
+            for err in syntax {
+                errors.at(
+                    err.span().map_or(0, |s| s.start),
+                    format!(
+                        "invalid TOML: {}; fix the syntax (strings need quotes, lists are [\"a\", \"b\"])",
+                        err.message().trim_end()
+                    ),
+                );
+            }
+            return Err(errors.finish());
+        }
+        let mut found = Found::new(text, origin);
+        check_document(doc.get_ref(), &mut found);
+        let errors = found.finish();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut policy: Policy = toml::from_str(text).map_err(|err| {
+            PolicyErrors::from(PolicyError::new(
+                Location::in_text(origin, text, err.span().map_or(0, |s| s.start)),
+                format!("{}; fix the value", err.message().trim_end()),
+            ))
+        })?;
+        policy.file = origin.map(Path::to_path_buf);
+        policy.locate_patterns(text);
+        if let Some(dir) = origin.and_then(Path::parent) {
+            for path in [&mut policy.writes.overlay, &mut policy.audit.log]
+                .into_iter()
+                .flatten()
+            {
+                if path.is_relative() {
+                    *path = dir.join(&*path);
+                }
+            }
+        }
+        Ok(policy)
+    }
+
+    /// The policy of a command line: the `-c` file (or the built-in default) with the flags
+    /// merged on top. Errors of the file and of the flags are reported together.
+    pub fn from_args(args: &PolicyArgs) -> Result<Policy, PolicyErrors> {
+        let mut errors = PolicyErrors::new();
+        let mut policy = match &args.config {
+            Some(path) => Policy::load(path).unwrap_or_else(|err| {
+                errors.extend(err);
+                Policy::builtin()
+            }),
+            None => Policy::builtin(),
+        };
+        if !args.allow.is_empty() {
+            policy.view.allow = flag_patterns("--allow", &args.allow, &mut errors);
+        }
+        let hide = flag_patterns("--hide", &args.hide, &mut errors);
+        policy.view.hide.extend(hide);
+        if args.no_presets {
+            policy.view.presets.clear();
+        }
+        if let Some(mode) = args.writes {
+            policy.writes.mode = mode.into();
+        }
+        if let Some(dir) = &args.overlay {
+            match args.writes {
+                None | Some(WriteModeArg::Overlay) => policy.writes.mode = WriteMode::Overlay,
+                Some(other) => errors.push(PolicyError::new(
+                    Location::Flag {
+                        flag: "--overlay",
+                        value: dir.display().to_string(),
+                    },
+                    format!(
+                        "--overlay implies --writes overlay, but --writes {} was given; drop one \
+                         of them",
+                        match other {
+                            WriteModeArg::Deny => "deny",
+                            WriteModeArg::Direct => "direct",
+                            WriteModeArg::Overlay => "overlay",
+                        }
+                    ),
+                )),
+            }
+            policy.writes.overlay = Some(dir.clone());
+        }
+        if !args.writable.is_empty() {
+            policy.writes.writable = Some(flag_patterns("--writable", &args.writable, &mut errors));
+        }
+        if let Some(log) = &args.audit_log {
+            policy.audit.log = Some(log.clone());
+        }
+        errors.into_result(policy)
+    }
+
+    /// The file the policy was read from, if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// A short name for messages: the file, or "built-in default".
+    pub fn name(&self) -> String {
+        match &self.file {
+            Some(file) => file.display().to_string(),
+            None => "built-in default".to_string(),
+        }
+    }
+
+    /// `[view] allow`.
+    pub fn allow(&self) -> &[Pattern] {
+        &self.view.allow
+    }
+
+    /// `[view] hide`, with `--hide` patterns appended.
+    pub fn hide(&self) -> &[Pattern] {
+        &self.view.hide
+    }
+
+    /// `[view] presets`: the enabled hide presets.
+    pub fn presets(&self) -> &[String] {
+        &self.view.presets
+    }
+
+    pub fn symlinks(&self) -> SymlinkMode {
+        self.view.symlinks
+    }
+
+    pub fn hardlinks(&self) -> HardlinkMode {
+        self.view.hardlinks
+    }
+
+    /// `[writes] mode`.
+    pub fn write_mode(&self) -> WriteMode {
+        self.writes.mode
+    }
+
+    /// `[writes] overlay`, relative paths already resolved against the policy file's directory.
+    pub fn overlay_dir(&self) -> Option<&Path> {
+        self.writes.overlay.as_deref()
+    }
+
+    /// The effective writable list: as written, else `["**"]` unless the mode is `deny`, where
+    /// nothing is writable.
+    pub fn writable(&self) -> Vec<Pattern> {
+        match (&self.writes.writable, self.writes.mode) {
+            (_, WriteMode::Deny) => Vec::new(),
+            (Some(list), _) => list.clone(),
+            (None, _) => vec![Pattern::new(RuleOrigin::Default, "**")],
+        }
+    }
+
+    /// `[writes] protect`: presets never writable.
+    pub fn protect(&self) -> &[String] {
+        &self.writes.protect
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// Gives every pattern read from the file its file, line and column.
+    fn locate_patterns(&mut self, text: &str) {
+        let file = self.file.clone().unwrap_or_else(|| PathBuf::from(NO_FILE));
+        let lists = [
+            Some(&mut self.view.allow),
+            Some(&mut self.view.hide),
+            self.writes.writable.as_mut(),
+        ];
+        for pattern in lists.into_iter().flatten().flatten() {
+            if let Some(span) = &pattern.span {
+                let (line, column) = line_column(text, span.start);
+                pattern.rule.origin = RuleOrigin::File {
+                    path: file.clone(),
+                    line,
+                };
+                pattern.column = column;
+            }
+        }
+    }
+}
+
+/// Checks flag patterns, recording errors, and returns them as rules of `flag`.
+fn flag_patterns(flag: &'static str, values: &[String], errors: &mut PolicyErrors) -> Vec<Pattern> {
+    values
+        .iter()
+        .map(|value| {
+            let p = Pattern::new(RuleOrigin::Flag(flag), value);
+            if let Some(message) = pattern::problem(value) {
+                errors.push(PolicyError::new(p.location(), message));
+            }
+            p
+        })
+        .collect()
+}
+
+/// Errors found in one text, kept with their byte offsets so they come out in file order.
+struct Found<'a> {
+    text: &'a str,
+    file: Option<&'a Path>,
+    errors: Vec<(usize, String)>,
+}
+
+impl<'a> Found<'a> {
+    fn new(text: &'a str, file: Option<&'a Path>) -> Self {
+        Found {
+            text,
+            file,
+            errors: Vec::new(),
+        }
+    }
+
+    fn at(&mut self, offset: usize, message: String) {
+        self.errors.push((offset, message));
+    }
+
+    fn finish(mut self) -> PolicyErrors {
+        self.errors.sort_by_key(|(offset, _)| *offset);
+        let mut out = PolicyErrors::new();
+        for (offset, message) in self.errors {
+            out.push(PolicyError::new(
+                Location::in_text(self.file, self.text, offset),
+                message,
+            ));
+        }
+        out
+    }
+}
+
+/// What a key's value must be.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// A list of gitignore patterns.
+    Patterns,
+    /// A list of preset names.
+    Presets,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+    /// A path (a non-empty string).
+    Path,
+    /// A size: an integer number of bytes or a string such as "2 GiB".
+    Size,
+    /// A non-negative integer.
+    Count,
+}
+
+type Section = (&'static str, &'static [(&'static str, Expect)]);
+
+/// The schema of SPEC §2.
+const SCHEMA: &[Section] = &[
+    (
+        "view",
+        &[
+            ("allow", Expect::Patterns),
+            ("hide", Expect::Patterns),
+            ("presets", Expect::Presets),
+            ("symlinks", Expect::OneOf(&["contain", "hide", "keep"])),
+            ("hardlinks", Expect::OneOf(&["hide", "keep"])),
+        ],
+    ),
+    (
+        "writes",
+        &[
+            ("mode", Expect::OneOf(&["deny", "overlay", "direct"])),
+            ("overlay", Expect::Path),
+            ("writable", Expect::Patterns),
+            ("protect", Expect::Presets),
+        ],
+    ),
+    (
+        "limits",
+        &[
+            ("overlay_bytes", Expect::Size),
+            ("overlay_files", Expect::Count),
+        ],
+    ),
+    (
+        "audit",
+        &[
+            ("log", Expect::Path),
+            ("events", Expect::OneOf(&["denied", "writes", "all"])),
+        ],
+    ),
+];
+
+fn check_document(doc: &DeTable<'_>, found: &mut Found<'_>) {
+    let sections: Vec<&str> = SCHEMA.iter().map(|(name, _)| *name).collect();
+    for (key, value) in doc.iter() {
+        let name: &str = key.get_ref();
+        let Some((_, keys)) = SCHEMA.iter().find(|(section, _)| *section == name) else {
+            found.at(
+                key.span().start,
+                format!(
+                    "unknown section `{name}`{}; the sections are [view], [writes], [limits] and \
+                     [audit]",
+                    did_you_mean(name, &sections)
+                ),
+            );
+            continue;
+        };
+        let DeValue::Table(table) = value.get_ref() else {
+            found.at(
+                value.span().start,
+                format!(
+                    "`{name}` must be a table ([{name}] followed by keys); found {}",
+                    describe(value.get_ref())
+                ),
+            );
+            continue;
+        };
+        let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+        for (key, value) in table.iter() {
+            let key_name: &str = key.get_ref();
+            match keys.iter().find(|(k, _)| *k == key_name) {
+                Some((_, expect)) => {
+                    check_value(name, key_name, *expect, value, found);
+                }
+                None => found.at(
+                    key.span().start,
+                    format!(
+                        "unknown key `{key_name}` in [{name}]{}; the keys of [{name}] are {}",
+                        did_you_mean(key_name, &names),
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            }
+        }
+    }
+}
+
+fn check_value(
+    section: &str,
+    key: &str,
+    expect: Expect,
+    value: &toml::Spanned<DeValue<'_>>,
+    found: &mut Found<'_>,
+) {
+    let at = value.span().start;
+    let v = value.get_ref();
+    match expect {
+        Expect::Patterns | Expect::Presets => {
+            let DeValue::Array(items) = v else {
+                let example = match (expect, v) {
+                    (_, DeValue::String(s)) => format!("{key} = [{s:?}]"),
+                    (Expect::Presets, _) => format!("{key} = [\"secrets\"]"),
+                    _ => format!("{key} = [\"*.log\"]"),
+                };
+                found.at(
+                    at,
+                    format!(
+                        "`{section}.{key}` must be a list of strings; found {}; write {example}",
+                        describe(v)
+                    ),
+                );
+                return;
+            };
+            for item in items.iter() {
+                let DeValue::String(text) = item.get_ref() else {
+                    found.at(
+                        item.span().start,
+                        format!(
+                            "`{section}.{key}` holds strings only; found {}; put it in quotes",
+                            describe(item.get_ref())
+                        ),
+                    );
+                    continue;
+                };
+                if matches!(expect, Expect::Presets) {
+                    if static_name(text).is_none() {
+                        found.at(
+                            item.span().start,
+                            format!(
+                                "unknown preset {text:?}{}; the presets are {}",
+                                did_you_mean(text, PRESET_NAMES),
+                                PRESET_NAMES
+                                    .iter()
+                                    .map(|n| format!("{n:?}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        );
+                    }
+                } else if let Some(message) = pattern::problem(text) {
+                    found.at(item.span().start, message);
+                }
+            }
+        }
+        Expect::OneOf(choices) => {
+            let list = choices
+                .iter()
+                .map(|c| format!("{c:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            match v {
+                DeValue::String(s) if choices.contains(&s.as_ref()) => {}
+                DeValue::String(s) => found.at(
+                    at,
+                    format!(
+                        "`{section}.{key}` cannot be {s:?}{}; use one of {list}",
+                        did_you_mean(s, choices)
+                    ),
+                ),
+                other => found.at(
+                    at,
+                    format!(
+                        "`{section}.{key}` must be a string, one of {list}; found {}",
+                        describe(other)
+                    ),
+                ),
+            }
+        }
+        Expect::Path => match v {
+            DeValue::String(s) if s.is_empty() => found.at(
+                at,
+                format!("`{section}.{key}` is empty; give a path, or remove the key"),
+            ),
+            DeValue::String(s) if s.contains('\0') => found.at(
+                at,
+                format!("`{section}.{key}` contains a NUL byte; remove it"),
+            ),
+            DeValue::String(_) => {}
+            other => found.at(
+                at,
+                format!(
+                    "`{section}.{key}` must be a path in quotes; found {}",
+                    describe(other)
+                ),
+            ),
+        },
+        Expect::Size => match v {
+            DeValue::Integer(i) => {
+                if u64::from_str_radix(i.as_str(), i.radix()).is_err() {
+                    found.at(
+                        at,
+                        format!(
+                            "`{section}.{key}` must be a number of bytes, 0 or more, or a size \
+                             such as \"2 GiB\""
+                        ),
+                    );
+                }
+            }
+            DeValue::String(s) => {
+                if let Err(message) = parse_size(s) {
+                    found.at(at, format!("`{section}.{key}`: {message}"));
+                }
+            }
+            other => found.at(
+                at,
+                format!(
+                    "`{section}.{key}` must be a size such as \"2 GiB\" or a number of bytes; \
+                     found {}",
+                    describe(other)
+                ),
+            ),
+        },
+        Expect::Count => match v {
+            DeValue::Integer(i) if u64::from_str_radix(i.as_str(), i.radix()).is_ok() => {}
+            other => found.at(
+                at,
+                format!(
+                    "`{section}.{key}` must be a whole number, 0 or more, without quotes; found {}",
+                    describe(other)
+                ),
+            ),
+        },
+    }
+}
+
+/// "a string", "an integer" ... for messages.
+fn describe(value: &DeValue<'_>) -> String {
+    match value {
+        DeValue::String(s) => format!("the string {s:?}"),
+        DeValue::Integer(i) => format!("the integer {}", i.as_str()),
+        DeValue::Float(f) => format!("the number {}", f.as_str()),
+        DeValue::Boolean(b) => format!("the boolean {b}"),
+        DeValue::Datetime(_) => "a date".to_string(),
+        DeValue::Array(_) => "a list".to_string(),
+        DeValue::Table(_) => "a table".to_string(),
+    }
+}
+
+/// `" (did you mean `x`?)"` when a known name is close to `got`, else nothing.
+fn did_you_mean(got: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (edit_distance(&got.to_ascii_lowercase(), k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = i;
+        let mut next = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let left = next.last().copied().unwrap_or(0);
+            let up = row.get(j + 1).copied().unwrap_or(0);
+            let cost = if ca == *cb { diagonal } else { diagonal + 1 };
+            next.push(cost.min(left + 1).min(up + 1));
+            diagonal = up;
+        }
+        row = next;
+    }
+    row.last().copied().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match Policy::parse(text, Some(Path::new("p.toml"))) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let text = r#"
+[view]
+allow    = ["**"]
+hide     = ["*.log"]
+presets  = ["secrets", "vcs"]
+symlinks = "keep"
+hardlinks = "keep"
+
+[writes]
+mode     = "overlay"
+overlay  = "agent-overlay"
+writable = ["src/", "tests/"]
+protect  = ["exec-config"]
+
+[limits]
+overlay_bytes = "2 GiB"
+overlay_files = 100000
+
+[audit]
+log    = "/var/log/audit.jsonl"
+events = "all"
+"#;
+        let policy = Policy::parse(text, Some(Path::new("/etc/scopefs/p.toml")));
+        assert!(policy.is_ok(), "{policy:?}");
+        let Ok(policy) = policy else { return };
+        assert_eq!(policy.write_mode(), WriteMode::Overlay);
+        assert_eq!(
+            policy.overlay_dir(),
+            Some(Path::new("/etc/scopefs/agent-overlay"))
+        );
+        assert_eq!(
+            policy.audit().log,
+            Some(PathBuf::from("/var/log/audit.jsonl"))
+        );
+        assert_eq!(policy.audit().events, AuditEvents::All);
+        assert_eq!(policy.limits().overlay_bytes, Some(2 << 30));
+        assert_eq!(policy.limits().overlay_files, Some(100_000));
+        assert_eq!(policy.symlinks(), SymlinkMode::Keep);
+        assert_eq!(policy.hardlinks(), HardlinkMode::Keep);
+        assert_eq!(policy.presets(), ["secrets", "vcs"]);
+        let hide = policy.hide().first().map(|p| p.rule.clone());
+        assert_eq!(
+            hide,
+            Some(Rule {
+                origin: RuleOrigin::File {
+                    path: "/etc/scopefs/p.toml".into(),
+                    line: 4,
+                },
+                pattern: "*.log".into(),
+            })
+        );
+        let writable: Vec<String> = policy.writable().iter().map(|p| p.text().into()).collect();
+        assert_eq!(writable, ["src/", "tests/"]);
+    }
+
+    #[test]
+    fn defaults() {
+        let policy = Policy::parse("", None).unwrap_or_default();
+        assert_eq!(policy, Policy::builtin());
+        let allow: Vec<&str> = policy.allow().iter().map(Pattern::text).collect();
+        assert_eq!(allow, ["**"]);
+        assert_eq!(policy.presets(), ["secrets"]);
+        assert_eq!(policy.protect(), ["exec-config"]);
+        assert_eq!(policy.write_mode(), WriteMode::Deny);
+        assert!(policy.writable().is_empty());
+        let overlay = Policy::parse("[writes]\nmode = \"overlay\"", None).unwrap_or_default();
+        let writable: Vec<String> = overlay.writable().iter().map(|p| p.text().into()).collect();
+        assert_eq!(writable, ["**"]);
+        assert_eq!(overlay.limits(), &Limits::default());
+    }
+
+    #[test]
+    fn every_error_is_reported_with_line_and_column() {
+        let text = "[view]\nallow = \"src\"\nhide = [\"../x\", \"/etc/passwd\", 3]\npresets = [\"secret\"]\nsymlink = \"keep\"\n[writes]\nmode = \"overlai\"\n[limits]\noverlay_bytes = \"2 parsecs\"\noverlay_files = -1\n[other]\n";
+        let got = errors(text);
+        let want_prefixes = [
+            "p.toml:2:9: `view.allow` must be a list",
+            "p.toml:3:9: \"../x\" has a `..` component",
+            "p.toml:3:17: \"/etc/passwd\" looks like an absolute path",
+            "p.toml:3:32: `view.hide` holds strings only",
+            "p.toml:4:12: unknown preset \"secret\" (did you mean `secrets`?)",
+            "p.toml:5:1: unknown key `symlink` in [view] (did you mean `symlinks`?)",
+            "p.toml:7:8: `writes.mode` cannot be \"overlai\" (did you mean `overlay`?)",
+            "p.toml:9:17: `limits.overlay_bytes`: unknown size unit",
+            "p.toml:10:17: `limits.overlay_files` must be a whole number",
+            "p.toml:11:2: unknown section `other`",
+        ];
+        assert_eq!(got.len(), want_prefixes.len(), "{got:#?}");
+        for (got, want) in got.iter().zip(want_prefixes) {
+            assert!(got.starts_with(want), "got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_toml_is_located() {
+        let got = errors("[view]\nhide = [\"a\"\nallow = 1\n");
+        assert!(!got.is_empty());
+        assert!(got.iter().all(|e| e.contains("invalid TOML")), "{got:?}");
+        assert!(
+            got.first().is_some_and(|e| e.starts_with("p.toml:3:")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn wrong_section_type() {
+        let got = errors("view = 3\n");
+        assert_eq!(got.len(), 1);
+        assert!(
+            got.iter()
+                .all(|e| e.starts_with("p.toml:1:8: `view` must be a table")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn flags_merge_over_the_file() {
+        let dir = tempfile::tempdir().ok();
+        let Some(dir) = dir else { return };
+        let path = dir.path().join("p.toml");
+        let written = std::fs::write(&path, "[view]\nallow = [\"src/\"]\nhide = [\"*.log\"]\n");
+        assert!(written.is_ok());
+        let args = PolicyArgs {
+            config: Some(path.clone()),
+            allow: vec!["docs/".into()],
+            hide: vec!["*.tmp".into()],
+            no_presets: true,
+            writes: None,
+            overlay: Some("ov".into()),
+            writable: vec!["docs/".into()],
+            audit_log: Some("a.jsonl".into()),
+        };
+        let policy = Policy::from_args(&args);
+        assert!(policy.is_ok(), "{policy:?}");
+        let Ok(policy) = policy else { return };
+        let allow: Vec<Rule> = policy.allow().iter().map(|p| p.rule.clone()).collect();
+        assert_eq!(
+            allow,
+            [Rule {
+                origin: RuleOrigin::Flag("--allow"),
+                pattern: "docs/".into()
+            }]
+        );
+        let hide: Vec<&str> = policy.hide().iter().map(Pattern::text).collect();
+        assert_eq!(hide, ["*.log", "*.tmp"]);
+        assert!(policy.presets().is_empty());
+        assert_eq!(policy.write_mode(), WriteMode::Overlay);
+        assert_eq!(policy.overlay_dir(), Some(Path::new("ov")));
+        assert_eq!(policy.audit().log, Some(PathBuf::from("a.jsonl")));
+        assert_eq!(policy.file(), Some(path.as_path()));
+    }
+
+    #[test]
+    fn flag_errors_name_the_flag() {
+        let args = PolicyArgs {
+            hide: vec!["../x".into(), "ok".into()],
+            allow: vec!["/home/me/p".into()],
+            writes: Some(WriteModeArg::Deny),
+            overlay: Some("ov".into()),
+            ..PolicyArgs::default()
+        };
+        let got: Vec<String> = match Policy::from_args(&args) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        };
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            got.iter()
+                .any(|e| e.starts_with("--allow \"/home/me/p\": "))
+        );
+        assert!(got.iter().any(|e| e.starts_with("--hide \"../x\": ")));
+        assert!(got.iter().any(|e| e.starts_with("--overlay \"ov\": ")));
+    }
+
+    #[test]
+    fn missing_file() {
+        let got = Policy::load(Path::new("/nonexistent/p.toml")).map(|_| ());
+        let text = got.map_err(|e| e.to_string()).err().unwrap_or_default();
+        assert!(
+            text.starts_with("/nonexistent/p.toml: cannot read"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            did_you_mean("hid", &["hide", "allow"]),
+            " (did you mean `hide`?)"
+        );
+        assert_eq!(did_you_mean("zzzzzz", &["hide", "allow"]), "");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

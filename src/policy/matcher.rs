@@ -1,0 +1,808 @@
+//! [`Matcher`]: the compiled policy, asked on every lookup whether a path may be seen or written.
+//!
+//! Each pattern list (allow, hide, each preset, writable, each protect preset) compiles into one
+//! gitignore matcher of the `ignore` crate, which supplies gitignore line semantics (anchoring,
+//! `dir/`, `**`, `!`, later lines win). On top of it this module does what that crate leaves to
+//! its caller: the ancestor walk of git (the first ancestor a list selects decides for everything
+//! beneath it, so `!` cannot re-include below an excluded directory), case-insensitive and
+//! NFKC-folded matching for hide lists, the static "transit" analysis of allow patterns, and
+//! naming the rule behind every verdict. It never touches SOURCE and never panics; it only calls
+//! `Gitignore::matched`, never `matched_path_or_any_parents` (which asserts).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use globset::{GlobBuilder, GlobMatcher};
+use ignore::Match;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use unicode_normalization::UnicodeNormalization;
+
+use super::errors::{Location, PolicyError, PolicyErrors};
+use super::file::{Pattern, Policy};
+use super::presets::{self, static_name};
+use super::{Decision, HardlinkMode, Kind, Rule, RuleOrigin, SymlinkMode, WriteMode, pattern};
+use crate::path::RelPath;
+
+/// Whether a visible path may be changed (SPEC §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Writability {
+    /// The path or an ancestor matches the writable list (and nothing protects it).
+    Writable(Rule),
+    /// The write mode is `deny`, or the path matches no writable pattern.
+    NotWritable,
+    /// A protect preset matches the path or an ancestor: never writable, whatever the writable
+    /// list says.
+    Protected(Rule),
+}
+
+/// The compiled policy: immutable, shared by every request thread.
+#[derive(Debug)]
+pub struct Matcher {
+    allow: List,
+    transit: Transit,
+    /// Enabled presets first, then the user's hide list; each keeps its own `!` scope.
+    hide: Vec<List>,
+    writable: List,
+    protect: Vec<List>,
+    symlinks: SymlinkMode,
+    hardlinks: HardlinkMode,
+    write_mode: WriteMode,
+}
+
+impl Policy {
+    /// Compiles the policy into a [`Matcher`], reporting every invalid pattern or unknown preset.
+    pub fn compile(&self) -> Result<Matcher, PolicyErrors> {
+        let mut errors = PolicyErrors::new();
+        let allow = List::build(self.allow(), Fold::Exact, &mut errors);
+        let transit = Transit::build(self.allow());
+        let mut hide = Vec::new();
+        for name in self.presets() {
+            if let Some(list) = preset_list(name, &mut errors) {
+                hide.push(list);
+            }
+        }
+        hide.push(List::build(self.hide(), Fold::Insensitive, &mut errors));
+        let writable = List::build(&self.writable(), Fold::Exact, &mut errors);
+        let mut protect = Vec::new();
+        for name in self.protect() {
+            if let Some(list) = preset_list(name, &mut errors) {
+                protect.push(list);
+            }
+        }
+        errors.into_result(Matcher {
+            allow,
+            transit,
+            hide,
+            writable,
+            protect,
+            symlinks: self.symlinks(),
+            hardlinks: self.hardlinks(),
+            write_mode: self.write_mode(),
+        })
+    }
+}
+
+impl Matcher {
+    /// The verdict of SPEC §2 on `path`, a `kind` (ancestors are directories). Hide (and the
+    /// enabled presets) always win; then allow; then transit for directories; else not allowed.
+    /// The root is always [`Decision::Transit`].
+    pub fn decide(&self, path: &RelPath, kind: Kind) -> Decision {
+        let bytes = path.as_bytes();
+        if bytes.is_empty() {
+            return Decision::Transit;
+        }
+        if let Some(rule) = self.hidden_by(bytes, kind) {
+            return Decision::Hidden(rule.clone());
+        }
+        if let Some(rule) = walk(std::slice::from_ref(&self.allow), bytes, kind) {
+            return Decision::Visible(rule.clone());
+        }
+        if kind == Kind::Dir && self.transit.beneath(bytes) {
+            return Decision::Transit;
+        }
+        Decision::NotAllowed
+    }
+
+    /// Whether a write to `path` is allowed by the write mode, the protect presets and the
+    /// writable list. Says nothing about visibility: ask [`Matcher::decide`] first.
+    pub fn writable(&self, path: &RelPath, kind: Kind) -> Writability {
+        if self.write_mode == WriteMode::Deny {
+            return Writability::NotWritable;
+        }
+        let bytes = path.as_bytes();
+        if bytes.is_empty() {
+            return Writability::NotWritable;
+        }
+        if let Some(rule) = walk_folded(&self.protect, bytes, kind) {
+            return Writability::Protected(rule.clone());
+        }
+        match walk(std::slice::from_ref(&self.writable), bytes, kind) {
+            Some(rule) => Writability::Writable(rule.clone()),
+            None => Writability::NotWritable,
+        }
+    }
+
+    /// `[view] symlinks`.
+    pub fn symlinks(&self) -> SymlinkMode {
+        self.symlinks
+    }
+
+    /// `[view] hardlinks`.
+    pub fn hardlinks(&self) -> HardlinkMode {
+        self.hardlinks
+    }
+
+    /// `[writes] mode`.
+    pub fn write_mode(&self) -> WriteMode {
+        self.write_mode
+    }
+
+    /// How many patterns were compiled, presets included.
+    pub fn rule_count(&self) -> usize {
+        self.allow.rules.len()
+            + self.hide.iter().map(|l| l.rules.len()).sum::<usize>()
+            + self.writable.rules.len()
+            + self.protect.iter().map(|l| l.rules.len()).sum::<usize>()
+    }
+
+    fn hidden_by(&self, path: &[u8], kind: Kind) -> Option<&Rule> {
+        walk_folded(&self.hide, path, kind)
+    }
+}
+
+/// How a list compares names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fold {
+    /// Byte for byte (allow, writable): a grant must never match more than was written.
+    Exact,
+    /// ASCII and Unicode case-insensitive (hide, presets): a block may match more.
+    Insensitive,
+}
+
+/// One compiled pattern list and the rules behind its globs. The index of each rule is stored as
+/// the glob's `from` path, so a match names its rule exactly, duplicates included.
+#[derive(Debug)]
+struct List {
+    gitignore: Gitignore,
+    rules: Vec<Rule>,
+}
+
+impl List {
+    fn build(patterns: &[Pattern], fold: Fold, errors: &mut PolicyErrors) -> List {
+        let entries = patterns.iter().map(|p| (p.rule.clone(), p.location()));
+        List::from_entries(entries, fold, errors)
+    }
+
+    fn from_entries(
+        entries: impl Iterator<Item = (Rule, Location)>,
+        fold: Fold,
+        errors: &mut PolicyErrors,
+    ) -> List {
+        let mut builder = GitignoreBuilder::new(".");
+        builder.allow_unclosed_class(false);
+        // Only ever returns Ok; the Result is a leftover of the crate's API.
+        let _ = builder.case_insensitive(fold == Fold::Insensitive);
+        let mut rules = Vec::new();
+        for (rule, location) in entries {
+            if let Some(message) = pattern::problem(&rule.pattern) {
+                errors.push(PolicyError::new(location, message));
+                continue;
+            }
+            let index = PathBuf::from(rules.len().to_string());
+            match builder.add_line(Some(index), &rule.pattern) {
+                Ok(_) => rules.push(rule),
+                Err(err) => errors.push(PolicyError::new(
+                    location,
+                    format!("{:?} cannot be compiled: {err}", rule.pattern),
+                )),
+            }
+        }
+        let gitignore = builder.build().unwrap_or_else(|err| {
+            errors.push(PolicyError::new(
+                Location::Preset("compiled"),
+                format!("the pattern list cannot be compiled: {err}"),
+            ));
+            Gitignore::empty()
+        });
+        List { gitignore, rules }
+    }
+
+    /// The rule that selects `path` itself (a non-negated pattern that matched last), if any.
+    fn selects(&self, path: &[u8], is_dir: bool) -> Option<&Rule> {
+        match self
+            .gitignore
+            .matched(Path::new(OsStr::from_bytes(path)), is_dir)
+        {
+            Match::Ignore(glob) => {
+                let index = glob.from()?.to_str()?.parse::<usize>().ok()?;
+                self.rules.get(index)
+            }
+            Match::Whitelist(_) | Match::None => None,
+        }
+    }
+}
+
+/// git's rule for `lists`: walk the ancestors of `path` top-down; the first one a list selects
+/// decides for everything beneath it; otherwise `path` itself decides. With several lists, the
+/// shallowest selection wins, then the first list.
+fn walk<'a>(lists: &'a [List], path: &[u8], kind: Kind) -> Option<&'a Rule> {
+    for (i, byte) in path.iter().enumerate() {
+        if *byte == b'/' {
+            let ancestor = path.get(..i).unwrap_or_default();
+            if let Some(rule) = lists.iter().find_map(|l| l.selects(ancestor, true)) {
+                return Some(rule);
+            }
+        }
+    }
+    lists
+        .iter()
+        .find_map(|l| l.selects(path, kind == Kind::Dir))
+}
+
+/// [`walk`] on `path` and, when it differs, on its folded form (NFKC, then lowercase, per UTF-8
+/// component), so `.ＥＮＶ` is hidden like `.env`. Only ever adds matches.
+fn walk_folded<'a>(lists: &'a [List], path: &[u8], kind: Kind) -> Option<&'a Rule> {
+    if let Some(rule) = walk(lists, path, kind) {
+        return Some(rule);
+    }
+    let folded = fold(path)?;
+    walk(lists, &folded, kind)
+}
+
+/// The NFKC + lowercase form of each UTF-8 component of `path`; `None` when nothing changes.
+/// ASCII paths are skipped at no cost: the case-insensitive matchers already cover them.
+/// Components that are not UTF-8 are kept byte for byte.
+fn fold(path: &[u8]) -> Option<Vec<u8>> {
+    if path.is_ascii() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for (i, component) in path.split(|b| *b == b'/').enumerate() {
+        if i > 0 {
+            out.push(b'/');
+        }
+        match std::str::from_utf8(component) {
+            Ok(text) if !text.is_ascii() => {
+                let folded: String = text.nfkc().collect::<String>().to_lowercase();
+                let folded: String = folded.nfkc().collect();
+                out.extend_from_slice(folded.as_bytes());
+            }
+            _ => out.extend_from_slice(component),
+        }
+    }
+    (out != path).then_some(out)
+}
+
+/// The list of a built-in preset, case-insensitive like a hide list.
+fn preset_list(name: &str, errors: &mut PolicyErrors) -> Option<List> {
+    let Some(static_name) = static_name(name) else {
+        errors.push(PolicyError::new(
+            Location::Preset("unknown"),
+            format!(
+                "unknown preset {name:?}; the presets are {}",
+                presets::PRESET_NAMES.join(", ")
+            ),
+        ));
+        return None;
+    };
+    let preset = match presets::all() {
+        Ok(_) => presets::preset(static_name)?,
+        Err(message) => {
+            errors.push(PolicyError::new(Location::Preset(static_name), message));
+            return None;
+        }
+    };
+    let entries = preset.rules.iter().map(|r| {
+        (
+            Rule {
+                origin: RuleOrigin::Preset(static_name),
+                pattern: r.pattern.clone(),
+            },
+            Location::Preset(static_name),
+        )
+    });
+    Some(List::from_entries(entries, Fold::Insensitive, errors))
+}
+
+/// Which directories are "on the way" to something an allow pattern could match, decided from
+/// the patterns alone (no file-system access). It may say yes too often (an empty transit
+/// directory is shown), never too rarely.
+#[derive(Debug, Default)]
+struct Transit {
+    /// Some positive pattern has no `/` inside (e.g. `*.rs`, `logs/`), or starts with `**`: it
+    /// can match at any depth, so every directory is on the way.
+    any_depth: bool,
+    /// The anchored patterns (a `/` inside), split into components.
+    anchored: Vec<Vec<Component>>,
+}
+
+#[derive(Debug)]
+enum Component {
+    /// `**`: any number of components.
+    Any,
+    /// One component's glob, matched exactly like allow.
+    Glob(GlobMatcher),
+}
+
+impl Transit {
+    fn build(allow: &[Pattern]) -> Transit {
+        let mut transit = Transit::default();
+        for pattern in allow {
+            let text = pattern.text();
+            if text.starts_with('!') {
+                continue;
+            }
+            let anchored = text.starts_with('/');
+            let body = text.trim_start_matches('/').trim_end_matches('/');
+            if !anchored && !body.contains('/') {
+                transit.any_depth = true;
+                continue;
+            }
+            let mut components = Vec::new();
+            for part in body.split('/') {
+                if part == "**" {
+                    components.push(Component::Any);
+                    continue;
+                }
+                let glob = GlobBuilder::new(part)
+                    .literal_separator(true)
+                    .backslash_escape(true)
+                    .build();
+                match glob {
+                    Ok(glob) => components.push(Component::Glob(glob.compile_matcher())),
+                    // Validation refuses such patterns; if one got here, err on showing more.
+                    Err(_) => components.push(Component::Any),
+                }
+            }
+            transit.anchored.push(components);
+        }
+        transit
+    }
+
+    /// Whether something strictly beneath the directory `dir` could match an allow pattern.
+    fn beneath(&self, dir: &[u8]) -> bool {
+        self.any_depth
+            || self
+                .anchored
+                .iter()
+                .any(|pattern| could_extend(pattern, dir.split(|b| *b == b'/')))
+    }
+}
+
+/// Whether some path strictly longer than the components `dir` could match `pattern`.
+fn could_extend<'a>(
+    pattern: &[Component],
+    mut dir: impl Iterator<Item = &'a [u8]> + Clone,
+) -> bool {
+    let Some((first, rest)) = pattern.split_first() else {
+        return false;
+    };
+    match first {
+        Component::Any => true,
+        Component::Glob(glob) => match dir.next() {
+            None => true,
+            Some(name) => {
+                glob.is_match(Path::new(OsStr::from_bytes(name))) && could_extend(rest, dir)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A matcher from a policy file's text.
+    fn matcher(text: &str) -> Matcher {
+        Policy::parse(text, None)
+            .and_then(|p| p.compile())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn rel(path: &[u8]) -> RelPath {
+        RelPath::parse(path).unwrap_or_default()
+    }
+
+    /// What `decide` says, in a short form for tables: "visible <pattern>", "hidden <origin>
+    /// <pattern>", "transit", "not allowed".
+    fn verdict(m: &Matcher, path: &[u8], kind: Kind) -> String {
+        match m.decide(&rel(path), kind) {
+            Decision::Visible(rule) => format!("visible {}", rule.pattern),
+            Decision::Hidden(rule) => match rule.origin {
+                RuleOrigin::Preset(name) => format!("hidden {name} {}", rule.pattern),
+                _ => format!("hidden {}", rule.pattern),
+            },
+            Decision::Transit => "transit".into(),
+            Decision::NotAllowed => "not allowed".into(),
+        }
+    }
+
+    use Kind::{Dir, NonDir};
+
+    fn check(m: &Matcher, table: &[(&str, Kind, &str)]) {
+        for (path, kind, want) in table {
+            assert_eq!(
+                verdict(m, path.as_bytes(), *kind),
+                *want,
+                "{path} ({kind:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_preset_entries() {
+        let m = matcher("");
+        check(
+            &m,
+            &[
+                (".env", NonDir, "hidden secrets .env"),
+                ("config/.env", NonDir, "hidden secrets .env"),
+                (".env.local", NonDir, "hidden secrets .env.*"),
+                (".env.production", NonDir, "hidden secrets .env.*"),
+                (".env.example", NonDir, "visible **"),
+                ("app/.env.sample", NonDir, "visible **"),
+                (".env.template", NonDir, "visible **"),
+                (".env~", NonDir, "hidden secrets .env~"),
+                (".env.swp", NonDir, "hidden secrets .env*.sw?"),
+                ("#.env#", NonDir, "hidden secrets \\#.env#"),
+                (".env.bak", NonDir, "hidden secrets .env*.bak"),
+                ("tls/server.pem", NonDir, "hidden secrets *.pem"),
+                ("server.key", NonDir, "hidden secrets *.key"),
+                ("a.p12", NonDir, "hidden secrets *.p12"),
+                ("a.pfx", NonDir, "hidden secrets *.pfx"),
+                ("a.jks", NonDir, "hidden secrets *.jks"),
+                ("release.keystore", NonDir, "hidden secrets *.keystore"),
+                ("vault.kdbx", NonDir, "hidden secrets *.kdbx"),
+                ("id_rsa", NonDir, "hidden secrets id_rsa*"),
+                ("home/u/id_rsa.pub", NonDir, "hidden secrets id_rsa*"),
+                ("id_dsa", NonDir, "hidden secrets id_dsa*"),
+                ("id_ecdsa_sk", NonDir, "hidden secrets id_ecdsa*"),
+                ("id_ed25519", NonDir, "hidden secrets id_ed25519*"),
+                (".ssh", Dir, "hidden secrets .ssh"),
+                (".ssh/config", NonDir, "hidden secrets .ssh"),
+                ("u/.gnupg/pubring.kbx", NonDir, "hidden secrets .gnupg"),
+                (".aws/credentials", NonDir, "hidden secrets .aws"),
+                (".azure", Dir, "hidden secrets .azure"),
+                (
+                    ".config/gcloud/creds.db",
+                    NonDir,
+                    "hidden secrets **/.config/gcloud",
+                ),
+                ("u/.config/gcloud", Dir, "hidden secrets **/.config/gcloud"),
+                (".config/other", NonDir, "visible **"),
+                (".kube/config", NonDir, "hidden secrets .kube"),
+                ("kubeconfig", NonDir, "hidden secrets kubeconfig"),
+                (
+                    ".docker/config.json",
+                    NonDir,
+                    "hidden secrets **/.docker/config.json",
+                ),
+                (".docker/other.json", NonDir, "visible **"),
+                (".npmrc", NonDir, "hidden secrets .npmrc"),
+                (".pypirc", NonDir, "hidden secrets .pypirc"),
+                (".netrc", NonDir, "hidden secrets .netrc"),
+                ("_netrc", NonDir, "hidden secrets _netrc"),
+                (
+                    ".git-credentials",
+                    NonDir,
+                    "hidden secrets .git-credentials",
+                ),
+                (".pgpass", NonDir, "hidden secrets .pgpass"),
+                (".my.cnf", NonDir, "hidden secrets .my.cnf"),
+                (".vault-token", NonDir, "hidden secrets .vault-token"),
+                (
+                    "infra/terraform.tfstate",
+                    NonDir,
+                    "hidden secrets *.tfstate",
+                ),
+                (
+                    "terraform.tfstate.backup",
+                    NonDir,
+                    "hidden secrets *.tfstate.backup",
+                ),
+                ("prod.tfvars", NonDir, "hidden secrets *.tfvars"),
+                (
+                    "credentials.json",
+                    NonDir,
+                    "hidden secrets credentials.json",
+                ),
+                ("config/secrets.yml", NonDir, "hidden secrets secrets.*"),
+                (".htpasswd", NonDir, "hidden secrets .htpasswd"),
+                ("src/main.rs", NonDir, "visible **"),
+                ("environment.txt", NonDir, "visible **"),
+                (".envrc", NonDir, "visible **"),
+            ],
+        );
+    }
+
+    #[test]
+    fn hide_is_case_insensitive_and_folds_unicode() {
+        let m = matcher("[view]\nhide = [\"build.LOG\"]\n");
+        check(
+            &m,
+            &[
+                (".ENV", NonDir, "hidden secrets .env"),
+                (".Env", NonDir, "hidden secrets .env"),
+                ("a/.eNv.LOCAL", NonDir, "hidden secrets .env.*"),
+                ("KEY.PEM", NonDir, "hidden secrets *.pem"),
+                (".SSH/id", NonDir, "hidden secrets .ssh"),
+                ("build.log", NonDir, "hidden build.LOG"),
+                // fullwidth letters fold to ".env" under NFKC
+                (
+                    "\u{ff0e}\u{ff45}\u{ff4e}\u{ff56}",
+                    NonDir,
+                    "hidden secrets .env",
+                ),
+                ("x/.\u{ff25}NV", NonDir, "hidden secrets .env"),
+                // KELVIN SIGN folds to "k": ".kube"
+                (".\u{212a}ube/config", NonDir, "hidden secrets .kube"),
+                ("caf\u{e9}.txt", NonDir, "visible **"),
+            ],
+        );
+        // allow is exact: a differently cased name is not allowed
+        let m = matcher("[view]\nallow = [\"src/\"]\npresets = []\n");
+        check(
+            &m,
+            &[
+                ("src/a.rs", NonDir, "visible src/"),
+                ("SRC/a.rs", NonDir, "not allowed"),
+                // "src/" has no inner slash, so it may match at any depth: SRC is on the way
+                ("SRC", Dir, "transit"),
+            ],
+        );
+    }
+
+    #[test]
+    fn allow_covers_descendants_and_hide_wins() {
+        let m = matcher(
+            "[view]\nallow = [\"src/\", \"README.md\", \"/Cargo.toml\"]\nhide = [\"src/gen/\", \"*.log\"]\n",
+        );
+        check(
+            &m,
+            &[
+                ("src", Dir, "visible src/"),
+                ("src/a/b/c.rs", NonDir, "visible src/"),
+                ("lib/src/x.rs", NonDir, "visible src/"),
+                ("src/gen", Dir, "hidden src/gen/"),
+                ("src/gen/x.rs", NonDir, "hidden src/gen/"),
+                ("src/debug.log", NonDir, "hidden *.log"),
+                ("src/.env", NonDir, "hidden secrets .env"),
+                ("README.md", NonDir, "visible README.md"),
+                ("docs/README.md", NonDir, "visible README.md"),
+                ("Cargo.toml", NonDir, "visible /Cargo.toml"),
+                ("sub/Cargo.toml", NonDir, "not allowed"),
+                ("notes.txt", NonDir, "not allowed"),
+            ],
+        );
+    }
+
+    #[test]
+    fn anchoring_and_dir_only() {
+        let m = matcher(
+            "[view]\nallow = [\"**\"]\nhide = [\"/build\", \"logs/\", \"a/b\"]\npresets = []\n",
+        );
+        check(
+            &m,
+            &[
+                ("build", Dir, "hidden /build"),
+                ("build", NonDir, "hidden /build"),
+                ("build/x", NonDir, "hidden /build"),
+                ("src/build", Dir, "visible **"),
+                ("logs", Dir, "hidden logs/"),
+                ("x/logs", Dir, "hidden logs/"),
+                ("x/logs/today", NonDir, "hidden logs/"),
+                ("logs", NonDir, "visible **"),
+                ("a/b", NonDir, "hidden a/b"),
+                ("x/a/b", NonDir, "visible **"),
+            ],
+        );
+    }
+
+    #[test]
+    fn negation_stays_within_its_list_and_above_excluded_dirs() {
+        let m = matcher(
+            "[view]\nhide = [\"secrets/\", \"!secrets/public.txt\", \"*.txt\", \"!keep.txt\", \"!.env\"]\n",
+        );
+        check(
+            &m,
+            &[
+                // never beneath a directory the list excluded as a whole
+                ("secrets/public.txt", NonDir, "hidden secrets/"),
+                ("secrets", Dir, "hidden secrets/"),
+                // later lines win
+                ("notes.txt", NonDir, "hidden *.txt"),
+                ("keep.txt", NonDir, "visible **"),
+                ("d/KEEP.TXT", NonDir, "visible **"),
+                // a `!` in the hide list cannot re-include what a preset hides
+                (".env", NonDir, "hidden secrets .env"),
+            ],
+        );
+        // the same rule for allow: `!` cannot carve out of an allowed directory
+        let m = matcher("[view]\nallow = [\"src/\", \"!src/gen/\", \"*.md\", \"!draft.md\"]\n");
+        check(
+            &m,
+            &[
+                ("src/gen/x.rs", NonDir, "visible src/"),
+                ("a.md", NonDir, "visible *.md"),
+                ("draft.md", NonDir, "not allowed"),
+            ],
+        );
+    }
+
+    #[test]
+    fn double_star() {
+        let m = matcher(
+            "[view]\nallow = [\"docs/**/*.md\", \"assets/**\"]\nhide = [\"**/tmp/**\"]\npresets = []\n",
+        );
+        check(
+            &m,
+            &[
+                ("docs/a.md", NonDir, "visible docs/**/*.md"),
+                ("docs/x/y/a.md", NonDir, "visible docs/**/*.md"),
+                ("docs/a.txt", NonDir, "not allowed"),
+                ("docs", Dir, "transit"),
+                ("docs/x", Dir, "transit"),
+                ("assets", Dir, "transit"),
+                ("assets/logo.png", NonDir, "visible assets/**"),
+                ("assets/tmp", Dir, "visible assets/**"),
+                ("assets/tmp/x", NonDir, "hidden **/tmp/**"),
+                ("other", Dir, "not allowed"),
+            ],
+        );
+    }
+
+    #[test]
+    fn transit() {
+        let m = matcher("[view]\nallow = [\"src/lib/\", \"/tests/unit/*.rs\"]\n");
+        check(
+            &m,
+            &[
+                ("", Dir, "transit"),
+                ("src", Dir, "transit"),
+                ("src/lib", Dir, "visible src/lib/"),
+                ("src/lib/x.rs", NonDir, "visible src/lib/"),
+                ("src/bin", Dir, "not allowed"),
+                ("src/x.rs", NonDir, "not allowed"),
+                ("src", NonDir, "not allowed"),
+                ("tests", Dir, "transit"),
+                ("tests/unit", Dir, "transit"),
+                ("tests/unit/a.rs", NonDir, "visible /tests/unit/*.rs"),
+                ("tests/unit/deeper", Dir, "not allowed"),
+                ("tests/other", Dir, "not allowed"),
+                (".ssh", Dir, "hidden secrets .ssh"),
+            ],
+        );
+        // a pattern without a slash can match at any depth: every directory is on the way
+        let m = matcher("[view]\nallow = [\"*.rs\"]\n");
+        check(
+            &m,
+            &[
+                ("a/b/c", Dir, "transit"),
+                ("a/b/c.rs", NonDir, "visible *.rs"),
+                ("a/b/c.txt", NonDir, "not allowed"),
+                (".aws", Dir, "hidden secrets .aws"),
+            ],
+        );
+        let m = matcher("[view]\nallow = [\"**/fixtures/\"]\n");
+        check(&m, &[("x/y", Dir, "transit")]);
+    }
+
+    #[test]
+    fn non_utf8_names_match_bytewise() {
+        let m = matcher("[view]\nhide = [\"*.bin\"]\n");
+        assert_eq!(verdict(&m, b"\xff\xfe.env", NonDir), "visible **");
+        assert_eq!(verdict(&m, b"d\xff/.env", NonDir), "hidden secrets .env");
+        assert_eq!(verdict(&m, b"\xff.BIN", NonDir), "hidden *.bin");
+        assert_eq!(verdict(&m, b".ssh/\xff", NonDir), "hidden secrets .ssh");
+        // a UTF-8 component next to a non-UTF-8 one is still folded
+        assert_eq!(
+            verdict(&m, b"\xff/\xef\xbc\x8eenv", NonDir),
+            "hidden secrets .env"
+        );
+        // TOML's "\xff" is U+00FF, two bytes in UTF-8: it must not match the single byte 0xFF
+        // TOML's "\xff" is U+00FF, two bytes in UTF-8: it must not match the single byte 0xFF
+        let m = matcher("[view]\nallow = [\"d\\xff\"]\n");
+        assert_eq!(verdict(&m, b"d\xff", NonDir), "not allowed");
+    }
+
+    #[test]
+    fn writability() {
+        let m = matcher("[writes]\nmode = \"overlay\"\nwritable = [\"src/\", \".git/\"]\n");
+        let w = |p: &str, k| m.writable(&rel(p.as_bytes()), k);
+        let rule = |pattern: &str, line| Rule {
+            origin: RuleOrigin::File {
+                path: "<policy>".into(),
+                line,
+            },
+            pattern: pattern.into(),
+        };
+        assert_eq!(
+            w("src/a.rs", NonDir),
+            Writability::Writable(rule("src/", 3))
+        );
+        assert_eq!(w("README.md", NonDir), Writability::NotWritable);
+        let protected = |pattern: &str| {
+            Writability::Protected(Rule {
+                origin: RuleOrigin::Preset("exec-config"),
+                pattern: pattern.into(),
+            })
+        };
+        assert_eq!(w(".git/config", NonDir), protected("**/.git/config"));
+        assert_eq!(
+            w(".git/hooks/pre-commit", NonDir),
+            protected("**/.git/hooks")
+        );
+        assert_eq!(w("src/.vscode/tasks.json", NonDir), protected(".vscode"));
+        assert_eq!(
+            w(".github/workflows/ci.yml", NonDir),
+            protected("**/.github/workflows")
+        );
+        assert_eq!(w(".BASHRC", NonDir), protected(".bashrc"));
+        assert_eq!(
+            w(".git/HEAD", NonDir),
+            Writability::Writable(rule(".git/", 3))
+        );
+
+        let deny = matcher("");
+        assert_eq!(
+            deny.writable(&rel(b"src/a.rs"), NonDir),
+            Writability::NotWritable
+        );
+        let default = matcher("[writes]\nmode = \"direct\"\nprotect = []\n");
+        assert!(matches!(
+            default.writable(&rel(b".git/config"), NonDir),
+            Writability::Writable(Rule {
+                origin: RuleOrigin::Default,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn rules_carry_their_line() {
+        let m = matcher("[view]\nhide = [\n  \"a\",\n  \"b\",\n  \"a\",\n]\n");
+        assert_eq!(
+            m.decide(&rel(b"a"), NonDir),
+            Decision::Hidden(Rule {
+                origin: RuleOrigin::File {
+                    path: "<policy>".into(),
+                    line: 5
+                },
+                pattern: "a".into()
+            })
+        );
+    }
+
+    #[test]
+    fn vcs_preset() {
+        let m = matcher("[view]\npresets = [\"vcs\"]\n");
+        check(
+            &m,
+            &[
+                (".git", Dir, "hidden vcs .git"),
+                (".git", NonDir, "hidden vcs .git"),
+                ("sub/.git/config", NonDir, "hidden vcs .git"),
+                (".hg/store", NonDir, "hidden vcs .hg"),
+                (".svn", Dir, "hidden vcs .svn"),
+                (".gitignore", NonDir, "visible **"),
+                // secrets is off once presets is given without it
+                (".env", NonDir, "visible **"),
+            ],
+        );
+    }
+
+    #[test]
+    fn matcher_is_shareable() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Matcher>();
+        assert!(Policy::builtin().compile().is_ok());
+        assert!(
+            Policy::builtin()
+                .compile()
+                .map(|m| m.rule_count())
+                .unwrap_or(0)
+                > 40
+        );
+    }
+}
