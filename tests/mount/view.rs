@@ -1,0 +1,977 @@
+//! What the read-only view shows and hides (SPEC §2, §3 read rows, §5).
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// Creates `hidden` and `visible` files (a trailing `/` makes a directory) in a fresh SOURCE,
+/// mounts with the default policy and checks each.
+fn default_policy_case(hidden: &[&str], visible: &[&str]) {
+    let s = Scene::new();
+    for rel in hidden.iter().chain(visible) {
+        if let Some(dir) = rel.strip_suffix('/') {
+            s.dir(dir);
+        } else {
+            s.file(rel);
+        }
+    }
+    let _m = s.mount(&[]);
+    for rel in hidden {
+        assert_hidden(&s.mnt, rel.trim_end_matches('/'));
+    }
+    for rel in visible {
+        assert_visible(&s, rel.trim_end_matches('/'));
+    }
+}
+
+// --- the `secrets` preset ---------------------------------------------------------------------
+
+#[test]
+fn secrets_dotenv_hidden_at_any_depth() {
+    default_policy_case(
+        &[".env", "config/.env", "a/b/c/.env"],
+        &["README.md", "config/app.toml", "a/b/c/main.rs"],
+    );
+}
+
+#[test]
+fn secrets_dotenv_variants_hidden() {
+    default_policy_case(
+        &[
+            ".env.local",
+            ".env.production",
+            ".env.development.local",
+            "app/.env.local",
+        ],
+        &["README.md", "app/env.rs", "environment.txt"],
+    );
+}
+
+#[test]
+fn secrets_dotenv_templates_stay_visible() {
+    default_policy_case(
+        &[".env"],
+        &[
+            ".env.example",
+            ".env.sample",
+            ".env.template",
+            "app/.env.example",
+        ],
+    );
+}
+
+#[test]
+fn secrets_dotenv_editor_copies_hidden() {
+    default_policy_case(
+        &[".env~", ".env.swp", "#.env#", ".env.bak", "sub/.env~"],
+        &["README.md", "notes~", "sub/main.rs.bak"],
+    );
+}
+
+#[test]
+fn secrets_key_material_extensions_hidden() {
+    default_policy_case(
+        &[
+            "server.pem",
+            "certs/deep/tls.key",
+            "client.p12",
+            "client.pfx",
+            "app.jks",
+            "release.keystore",
+            "passwords.kdbx",
+        ],
+        &["certs/deep/README", "keys.txt", "pem.rs", "monkey.txt"],
+    );
+}
+
+#[test]
+fn secrets_ssh_key_files_hidden() {
+    default_policy_case(
+        &[
+            "id_rsa",
+            "id_rsa.pub",
+            "id_dsa",
+            "id_ecdsa",
+            "id_ed25519",
+            "id_ed25519.pub",
+            "keys/id_rsa",
+        ],
+        &["keys/known.txt", "rsa.txt"],
+    );
+}
+
+#[test]
+fn secrets_ssh_and_gnupg_directories_hidden() {
+    default_policy_case(
+        &[
+            ".ssh/",
+            ".ssh/config",
+            ".ssh/known_hosts",
+            "home/u/.ssh/",
+            "home/u/.ssh/authorized_keys",
+            ".gnupg/",
+            ".gnupg/pubring.kbx",
+        ],
+        &["home/u/profile.txt", "ssh.md"],
+    );
+}
+
+#[test]
+fn secrets_cloud_credential_directories_hidden() {
+    let s = Scene::new();
+    for rel in [
+        ".aws/credentials",
+        ".azure/config",
+        ".config/gcloud/credentials.db",
+        ".kube/config",
+        "kubeconfig",
+        "deploy/kubeconfig",
+        ".config/other.txt",
+        "README.md",
+    ] {
+        s.file(rel);
+    }
+    let _m = s.mount(&[]);
+    for rel in [
+        ".aws",
+        ".aws/credentials",
+        ".azure",
+        ".azure/config",
+        ".config/gcloud",
+        ".config/gcloud/credentials.db",
+        ".kube",
+        ".kube/config",
+        "kubeconfig",
+        "deploy/kubeconfig",
+    ] {
+        assert_hidden(&s.mnt, rel);
+    }
+    assert_visible(&s, ".config/other.txt");
+    assert_listing(&s.m(".config"), &["other.txt"]);
+    assert_listing(&s.m("deploy"), &[]);
+    assert_listing(&s.mnt, &[".config", "README.md", "deploy"]);
+}
+
+#[test]
+fn secrets_docker_config_hidden_but_not_its_directory() {
+    default_policy_case(
+        &[".docker/config.json"],
+        &[".docker/daemon.json", "config.json", "docker/config.json"],
+    );
+}
+
+#[test]
+fn secrets_package_and_service_tokens_hidden() {
+    default_policy_case(
+        &[
+            ".npmrc",
+            ".pypirc",
+            ".netrc",
+            "_netrc",
+            ".git-credentials",
+            ".pgpass",
+            ".my.cnf",
+            ".vault-token",
+            "web/.npmrc",
+        ],
+        &["web/package.json", ".gitignore", "netrc.md"],
+    );
+}
+
+#[test]
+fn secrets_terraform_state_and_vars_hidden() {
+    default_policy_case(
+        &[
+            "terraform.tfstate",
+            "terraform.tfstate.backup",
+            "prod.tfvars",
+            "infra/env/x.tfstate",
+        ],
+        &["main.tf", "infra/variables.tf"],
+    );
+}
+
+#[test]
+fn secrets_credentials_secrets_and_htpasswd_hidden() {
+    default_policy_case(
+        &[
+            "credentials.json",
+            "secrets.yaml",
+            "config/secrets.json",
+            "secrets.toml",
+            ".htpasswd",
+            "www/.htpasswd",
+        ],
+        &["credentials.md", "config/settings.yaml", "www/index.html"],
+    );
+}
+
+// --- presets, allow, hide ---------------------------------------------------------------------
+
+#[test]
+fn vcs_preset_from_policy_file_hides_repositories() {
+    let s = Scene::new();
+    for rel in [
+        ".git/HEAD",
+        ".git/config",
+        ".hg/store/data",
+        ".svn/entries",
+        "lib/.git/HEAD",
+        ".gitignore",
+        ".env",
+        "src/main.rs",
+    ] {
+        s.file(rel);
+    }
+    let policy = s.policy("[view]\npresets = [\"secrets\", \"vcs\"]\n");
+    let _m = s.mount(&["-c", policy.to_str().unwrap()]);
+    for rel in [
+        ".git",
+        ".git/HEAD",
+        ".git/config",
+        ".hg",
+        ".hg/store/data",
+        ".svn",
+        ".svn/entries",
+        "lib/.git",
+        ".env",
+    ] {
+        assert_hidden(&s.mnt, rel);
+    }
+    assert_visible(&s, ".gitignore");
+    assert_visible(&s, "src/main.rs");
+    assert_listing(&s.mnt, &[".gitignore", "lib", "src"]);
+    assert_listing(&s.m("lib"), &[]);
+}
+
+#[test]
+fn vcs_directories_visible_without_the_vcs_preset() {
+    let s = Scene::new();
+    s.file(".git/HEAD");
+    s.file(".env");
+    let _m = s.mount(&[]);
+    assert_visible(&s, ".git/HEAD");
+    assert_hidden(&s.mnt, ".env");
+}
+
+/// SOURCE for the allow tests: `src/lib/` is the only allowed subtree.
+fn allow_scene() -> Scene {
+    let s = Scene::new();
+    for rel in [
+        "README.md",
+        "Cargo.toml",
+        "src/main.rs",
+        "src/lib/mod.rs",
+        "src/lib/deep/util.rs",
+        "src/library.rs",
+        "docs/guide.md",
+        "Src/lib/x.rs",
+    ] {
+        s.file(rel);
+    }
+    s
+}
+
+fn check_allow_scene(s: &Scene) {
+    assert_listing(&s.mnt, &["src"]);
+    assert_listing(&s.m("src"), &["lib"]);
+    assert_visible(s, "src/lib/mod.rs");
+    assert_visible(s, "src/lib/deep/util.rs");
+    assert_listing(&s.m("src/lib"), &["deep", "mod.rs"]);
+    for rel in [
+        "README.md",
+        "Cargo.toml",
+        "src/main.rs",
+        "src/library.rs",
+        "docs",
+        "docs/guide.md",
+        // allow matching is exact, not case-insensitive
+        "Src",
+        "Src/lib/x.rs",
+    ] {
+        assert_hidden(&s.mnt, rel);
+    }
+    let meta = fs::metadata(s.m("src")).expect("stat src, a directory on the way to lib/");
+    assert!(meta.is_dir());
+}
+
+#[test]
+fn allow_list_from_policy_file_shows_ancestors_listing_only_the_allowed() {
+    let s = allow_scene();
+    let policy = s.policy("[view]\nallow = [\"src/lib/\"]\n");
+    let _m = s.mount(&["-c", policy.to_str().unwrap()]);
+    check_allow_scene(&s);
+}
+
+#[test]
+fn allow_flag_replaces_the_allow_list() {
+    let s = allow_scene();
+    let policy = s.policy("[view]\nallow = [\"docs/\"]\n");
+    let _m = s.mount(&["-c", policy.to_str().unwrap(), "--allow", "src/lib/"]);
+    check_allow_scene(&s);
+}
+
+#[test]
+fn hide_beats_allow() {
+    let s = Scene::new();
+    for rel in [
+        "src/a.rs",
+        "src/gen/out.rs",
+        "src/.env",
+        "src/private.txt",
+        "other.txt",
+    ] {
+        s.file(rel);
+    }
+    let policy = s.policy(
+        "[view]\nallow = [\"src/\", \"src/.env\", \"src/gen/out.rs\"]\nhide = [\"src/gen/\"]\n",
+    );
+    let _m = s.mount(&["-c", policy.to_str().unwrap(), "--hide", "private.txt"]);
+    assert_visible(&s, "src/a.rs");
+    assert_hidden(&s.mnt, "src/gen");
+    assert_hidden(&s.mnt, "src/gen/out.rs");
+    assert_hidden(&s.mnt, "src/.env");
+    assert_hidden(&s.mnt, "src/private.txt");
+    assert_hidden(&s.mnt, "other.txt");
+    assert_listing(&s.m("src"), &["a.rs"]);
+}
+
+#[test]
+fn anchored_pattern_hides_only_at_the_root() {
+    let s = Scene::new();
+    for rel in ["build/out.o", "sub/build/keep.txt", "README.md"] {
+        s.file(rel);
+    }
+    let _m = s.mount(&["--hide", "/build"]);
+    assert_hidden(&s.mnt, "build");
+    assert_hidden(&s.mnt, "build/out.o");
+    assert_visible(&s, "sub/build");
+    assert_visible(&s, "sub/build/keep.txt");
+    assert_listing(&s.mnt, &["README.md", "sub"]);
+}
+
+#[test]
+fn negation_reincludes_within_the_list() {
+    let s = Scene::new();
+    for rel in ["a.log", "logs2/b.log", "keep.log", "sub/keep.log", "c.txt"] {
+        s.file(rel);
+    }
+    let policy = s.policy("[view]\nhide = [\"*.log\", \"!keep.log\"]\n");
+    let _m = s.mount(&["-c", policy.to_str().unwrap()]);
+    assert_hidden(&s.mnt, "a.log");
+    assert_hidden(&s.mnt, "logs2/b.log");
+    assert_visible(&s, "keep.log");
+    assert_visible(&s, "sub/keep.log");
+    assert_visible(&s, "c.txt");
+}
+
+#[test]
+fn negation_never_reincludes_beneath_an_excluded_directory() {
+    let s = Scene::new();
+    for rel in ["secrets/public.txt", "secrets/private.txt", "other.txt"] {
+        s.file(rel);
+    }
+    let policy = s.policy("[view]\nhide = [\"secrets/\", \"!secrets/public.txt\"]\n");
+    let _m = s.mount(&["-c", policy.to_str().unwrap()]);
+    assert_hidden(&s.mnt, "secrets");
+    assert_hidden(&s.mnt, "secrets/public.txt");
+    assert_hidden(&s.mnt, "secrets/private.txt");
+    assert_visible(&s, "other.txt");
+    assert_listing(&s.mnt, &["other.txt"]);
+}
+
+#[test]
+fn directory_only_pattern_spares_files_of_that_name() {
+    let s = Scene::new();
+    s.file("logs/today.txt");
+    s.file("sub/logs/old.txt");
+    s.file("other/logs");
+    let _m = s.mount(&["--hide", "logs/"]);
+    assert_hidden(&s.mnt, "logs");
+    assert_hidden(&s.mnt, "logs/today.txt");
+    assert_hidden(&s.mnt, "sub/logs");
+    assert_visible(&s, "other/logs");
+}
+
+#[test]
+fn hide_matching_ignores_case() {
+    let s = Scene::new();
+    for rel in [
+        ".ENV",
+        ".Env",
+        "config/.eNv",
+        "Private.TXT",
+        "SERVER.PEM",
+        "ok.txt",
+    ] {
+        s.file(rel);
+    }
+    let _m = s.mount(&["--hide", "private.txt"]);
+    for rel in [".ENV", ".Env", "config/.eNv", "Private.TXT", "SERVER.PEM"] {
+        assert_hidden(&s.mnt, rel);
+    }
+    assert_visible(&s, "ok.txt");
+    assert_listing(&s.mnt, &["config", "ok.txt"]);
+}
+
+#[test]
+fn no_presets_shows_dotenv() {
+    let s = Scene::new();
+    s.file(".env");
+    s.file("x.txt");
+    let _m = s.mount(&["--no-presets", "--hide", "x.txt"]);
+    assert_visible(&s, ".env");
+    assert_hidden(&s.mnt, "x.txt");
+}
+
+// --- symlinks ---------------------------------------------------------------------------------
+
+#[test]
+fn symlink_contain_relative_inside_is_readable() {
+    let s = Scene::new();
+    s.file("a.txt");
+    s.file("sub/deep/b.txt");
+    s.symlink("l", "a.txt");
+    s.symlink("sub/up", "../a.txt");
+    s.symlink("sub/deep/up2", "../../a.txt");
+    s.symlink("dirlink", "sub/deep");
+    s.symlink("dangling", "not-yet.txt");
+    let _m = s.mount(&[]);
+    for rel in ["l", "sub/up", "sub/deep/up2", "dirlink", "dangling"] {
+        assert_visible(&s, rel);
+    }
+    let a = fs::read(s.s("a.txt")).unwrap();
+    assert_eq!(fs::read(s.m("l")).unwrap(), a, "read through l");
+    assert_eq!(fs::read(s.m("sub/up")).unwrap(), a, "read through sub/up");
+    assert_eq!(
+        fs::read(s.m("sub/deep/up2")).unwrap(),
+        a,
+        "read through up2"
+    );
+    assert_eq!(
+        fs::read(s.m("dirlink/b.txt")).unwrap(),
+        fs::read(s.s("sub/deep/b.txt")).unwrap(),
+        "read through a directory symlink"
+    );
+    // A link to a path that does not exist yet is shown; following it finds nothing.
+    assert_errno(fs::read(s.m("dangling")), libc::ENOENT, "read dangling");
+}
+
+#[test]
+fn symlink_contain_to_hidden_path_is_hidden() {
+    let s = Scene::new();
+    s.file(".env");
+    s.file(".ssh/id_rsa");
+    s.file("a.txt");
+    s.symlink("cfg", ".env");
+    s.symlink("sub/cfg", "../.env");
+    s.symlink("key", ".ssh/id_rsa");
+    s.symlink("sshdir", ".ssh");
+    s.symlink("upper", ".ENV");
+    s.symlink("future", ".env.local");
+    s.symlink("sneaky", "sub/../.env");
+    let _m = s.mount(&[]);
+    for rel in [
+        "cfg", "sub/cfg", "key", "sshdir", "upper", "future", "sneaky",
+    ] {
+        assert_hidden(&s.mnt, rel);
+    }
+    assert_visible(&s, "a.txt");
+    assert_listing(&s.mnt, &["a.txt", "sub"]);
+}
+
+#[test]
+fn symlink_contain_absolute_target_is_hidden() {
+    let s = Scene::new();
+    s.file("a.txt");
+    s.symlink("abs", "/etc/passwd");
+    s.symlink("root", "/");
+    // Absolute even though it points into SOURCE.
+    s.symlink("self", s.s("a.txt"));
+    let _m = s.mount(&[]);
+    for rel in ["abs", "root", "self"] {
+        assert_hidden(&s.mnt, rel);
+    }
+    assert_listing(&s.mnt, &["a.txt"]);
+}
+
+#[test]
+fn symlink_contain_escaping_target_is_hidden() {
+    let s = Scene::new();
+    s.file("a.txt");
+    s.symlink("esc", "../../etc/passwd");
+    s.symlink("parent", "..");
+    s.symlink("sub/esc", "../../x");
+    s.symlink("sub/deeper/esc", "../../../mnt");
+    let _m = s.mount(&[]);
+    for rel in ["esc", "parent", "sub/esc", "sub/deeper/esc"] {
+        assert_hidden(&s.mnt, rel);
+    }
+    assert_listing(&s.mnt, &["a.txt", "sub"]);
+    assert_listing(&s.m("sub"), &["deeper"]);
+}
+
+#[test]
+fn symlink_contain_to_not_allowed_path_is_hidden() {
+    let s = Scene::new();
+    s.file("other.txt");
+    s.file("src/a.rs");
+    s.symlink("src/out", "../other.txt");
+    s.symlink("src/ok", "a.rs");
+    s.symlink("src/roundtrip", "../src/a.rs");
+    let _m = s.mount(&["--allow", "src/"]);
+    assert_hidden(&s.mnt, "src/out");
+    assert_visible(&s, "src/ok");
+    assert_visible(&s, "src/roundtrip");
+    assert_eq!(
+        fs::read(s.m("src/roundtrip")).unwrap(),
+        fs::read(s.s("src/a.rs")).unwrap()
+    );
+    assert_listing(&s.m("src"), &["a.rs", "ok", "roundtrip"]);
+}
+
+#[test]
+fn symlinks_hide_hides_every_link() {
+    let s = Scene::new();
+    s.file("a.txt");
+    s.symlink("l", "a.txt");
+    s.symlink("sub/up", "../a.txt");
+    let policy = s.policy("[view]\nsymlinks = \"hide\"\n");
+    let _m = s.mount(&["-c", policy.to_str().unwrap()]);
+    assert_hidden(&s.mnt, "l");
+    assert_hidden(&s.mnt, "sub/up");
+    assert_visible(&s, "a.txt");
+}
+
+#[test]
+fn symlinks_keep_shows_links_as_stored() {
+    let s = Scene::new();
+    s.file(".env");
+    s.file("a.txt");
+    s.symlink("abs", "/etc/passwd");
+    s.symlink("cfg", ".env");
+    let policy = s.policy("[view]\nsymlinks = \"keep\"\n");
+    let _m = s.mount(&["-c", policy.to_str().unwrap()]);
+    assert_visible(&s, "abs");
+    assert_visible(&s, "cfg");
+    // The link is shown, but following it still goes through the view, where .env is hidden.
+    assert_errno(
+        fs::read(s.m("cfg")),
+        libc::ENOENT,
+        "read through cfg -> .env",
+    );
+    assert_hidden(&s.mnt, ".env");
+}
+
+// --- hardlinks --------------------------------------------------------------------------------
+
+#[test]
+fn hardlink_alias_of_hidden_file_is_hidden() {
+    let s = Scene::new();
+    s.file_with(".env", b"API_KEY=hunter2\n");
+    fs::hard_link(s.s(".env"), s.s("notes.txt")).unwrap();
+    s.file("single.txt");
+    s.file("pair1.txt");
+    s.dir("sub");
+    fs::hard_link(s.s("pair1.txt"), s.s("sub/pair2.txt")).unwrap();
+    let _m = s.mount(&[]);
+    assert_hidden(&s.mnt, ".env");
+    assert_hidden(&s.mnt, "notes.txt");
+    assert_visible(&s, "single.txt");
+    assert_visible(&s, "pair1.txt");
+    assert_visible(&s, "sub/pair2.txt");
+    assert_listing(&s.mnt, &["pair1.txt", "single.txt", "sub"]);
+}
+
+#[test]
+fn hardlink_alias_of_not_allowed_file_is_hidden() {
+    let s = Scene::new();
+    s.file("other/y.txt");
+    s.dir("src");
+    fs::hard_link(s.s("other/y.txt"), s.s("src/x.txt")).unwrap();
+    s.file("src/z.txt");
+    let _m = s.mount(&["--allow", "src/"]);
+    assert_hidden(&s.mnt, "src/x.txt");
+    assert_visible(&s, "src/z.txt");
+    assert_listing(&s.m("src"), &["z.txt"]);
+}
+
+#[test]
+fn hardlinks_keep_shows_aliases() {
+    let s = Scene::new();
+    s.file(".env");
+    fs::hard_link(s.s(".env"), s.s("notes.txt")).unwrap();
+    let policy = s.policy("[view]\nhardlinks = \"keep\"\n");
+    let _m = s.mount(&["-c", policy.to_str().unwrap()]);
+    assert_hidden(&s.mnt, ".env");
+    assert_visible(&s, "notes.txt");
+}
+
+// --- every read-side operation on hidden names --------------------------------------------------
+
+#[test]
+fn hidden_names_answer_enoent_to_every_read_operation() {
+    let s = Scene::new();
+    s.file_with(".env", b"SECRET=1\n");
+    lsetxattr(&s.s(".env"), b"user.x", b"v").expect("set user.x on .env in SOURCE");
+    s.symlink("cfg", ".env");
+    s.file(".ssh/id_rsa");
+    s.file("README.md");
+    let _m = s.mount(&[]);
+    // lstat, stat, open, readlink, getxattr, listxattr, opendir, and readdir absence.
+    assert_hidden(&s.mnt, ".env");
+    assert_hidden(&s.mnt, "cfg");
+    assert_hidden(&s.mnt, ".ssh");
+    assert_hidden(&s.mnt, ".ssh/id_rsa");
+    assert_errno(getxattr(&s.m(".env"), b"user.x"), libc::ENOENT, "getxattr");
+    assert_errno(
+        getxattr(&s.m("cfg"), b"user.x"),
+        libc::ENOENT,
+        "getxattr cfg",
+    );
+    assert_errno(
+        fs::read_link(s.m("cfg")),
+        libc::ENOENT,
+        "readlink of a hidden symlink",
+    );
+    assert_listing(&s.mnt, &["README.md"]);
+
+    // What `ls -la` prints (readdir plus an lstat of each entry).
+    let out = Command::new("ls")
+        .arg("-la")
+        .arg(&s.mnt)
+        .env("LC_ALL", "C")
+        .output()
+        .expect("run ls");
+    assert!(out.status.success(), "ls -la: {:?}", out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("README.md"),
+        "ls -la shows README.md:\n{text}"
+    );
+    for name in [".env", "cfg", ".ssh"] {
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.split_whitespace().last() == Some(name)
+                    || l.contains(&format!(" {name} -> "))),
+            "ls -la lists hidden {name}:\n{text}"
+        );
+    }
+    let out = Command::new("ls")
+        .arg("-a")
+        .arg(&s.mnt)
+        .env("LC_ALL", "C")
+        .output()
+        .expect("run ls -a");
+    let names: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(names, vec![".", "..", "README.md"], "ls -a output");
+}
+
+#[test]
+fn hidden_names_stay_hidden_under_path_spellings() {
+    let s = Scene::new();
+    s.file(".env");
+    s.file("src/main.rs");
+    let _m = s.mount(&[]);
+    let mut paths: Vec<OsString> = Vec::new();
+    for spelling in [
+        &b"/src/../.env"[..],
+        b"/./.env",
+        b"/.env/",
+        b"//.env",
+        b"/src/./../.env",
+        b"/src//..//./.env",
+    ] {
+        let mut p = s.mnt.as_os_str().as_bytes().to_vec();
+        p.extend_from_slice(spelling);
+        paths.push(os(&p));
+    }
+    for p in paths {
+        let path = Path::new(&p);
+        assert_errno(fs::File::open(path), libc::ENOENT, &format!("open {p:?}"));
+        assert_errno(fs::metadata(path), libc::ENOENT, &format!("stat {p:?}"));
+        assert_errno(
+            fs::symlink_metadata(path),
+            libc::ENOENT,
+            &format!("lstat {p:?}"),
+        );
+    }
+}
+
+// --- the source changing underneath -------------------------------------------------------------
+
+#[test]
+fn directory_swapped_for_symlink_to_etc_never_serves_etc() {
+    let s = Scene::new();
+    s.file_with("d/passwd", b"decoy, not the host's passwd\n");
+    s.file("d/only-in-d");
+    let host_passwd = fs::read("/etc/passwd").expect("read /etc/passwd");
+    let _m = s.mount(&[]);
+    // Look the directory and its file up through the mount first, so the kernel and the daemon
+    // hold them.
+    assert!(fs::metadata(s.m("d")).unwrap().is_dir());
+    assert_eq!(
+        fs::read(s.m("d/passwd")).unwrap(),
+        b"decoy, not the host's passwd\n"
+    );
+    assert_listing(&s.m("d"), &["only-in-d", "passwd"]);
+
+    fs::rename(s.s("d"), s.s("d.old")).unwrap();
+    std::os::unix::fs::symlink("/etc", s.s("d")).unwrap();
+
+    let allowed: Vec<OsString> = vec!["only-in-d".into(), "passwd".into()];
+    let deadline = Instant::now() + Duration::from_millis(2500);
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        if let Ok(data) = fs::read(s.m("d/passwd")) {
+            assert_ne!(data, host_passwd, "served /etc/passwd through d/passwd");
+        }
+        if let Ok(data) = fs::read(s.m("d/hostname")) {
+            panic!("served /etc/hostname through d/hostname: {data:?}");
+        }
+        if let Ok(rd) = fs::read_dir(s.m("d")) {
+            for entry in rd.flatten() {
+                assert!(
+                    allowed.contains(&entry.file_name()),
+                    "listing d shows {:?}, a file of /etc",
+                    entry.file_name()
+                );
+            }
+        }
+        if let Ok(meta) = fs::symlink_metadata(s.m("d")) {
+            assert!(
+                !meta.file_type().is_symlink(),
+                "d (now an absolute symlink) is shown as a symlink"
+            );
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(rounds > 10);
+}
+
+// --- special files ------------------------------------------------------------------------------
+
+#[test]
+fn fifo_is_listed_and_opening_it_does_not_stall_the_daemon() {
+    let s = Scene::new();
+    s.file("a.txt");
+    mknod(&s.s("fifo"), libc::S_IFIFO | 0o644, 0).expect("mkfifo in SOURCE");
+    let _m = s.mount(&[]);
+    let entry = fs::read_dir(&s.mnt)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.file_name() == "fifo")
+        .expect("fifo is listed");
+    assert!(entry.file_type().unwrap().is_fifo(), "d_type of fifo");
+    assert!(
+        fs::symlink_metadata(s.m("fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+
+    let fifo = s.m("fifo");
+    let res = within(Duration::from_secs(10), "open fifo O_NONBLOCK", move || {
+        open_raw(&fifo, libc::O_RDONLY | libc::O_NONBLOCK).map(drop)
+    });
+    eprintln!("open(fifo, O_RDONLY|O_NONBLOCK) through the mount: {res:?}");
+    let a = s.m("a.txt");
+    let meta = within(
+        Duration::from_secs(10),
+        "stat after opening the fifo",
+        move || fs::metadata(&a),
+    );
+    assert!(meta.unwrap().is_file());
+    assert_visible(&s, "a.txt");
+}
+
+#[test]
+fn char_device_is_listed_but_never_opened() {
+    let s = Scene::new();
+    s.file("a.txt");
+    mknod(&s.s("null"), libc::S_IFCHR | 0o666, libc::makedev(1, 3))
+        .expect("mknod a char device in SOURCE (needs root)");
+    let _m = s.mount(&[]);
+    assert!(
+        listing(&s.mnt).iter().any(|n| n == "null"),
+        "device node is listed"
+    );
+    let meta = fs::symlink_metadata(s.m("null")).unwrap();
+    assert!(meta.file_type().is_char_device(), "type of the device node");
+    for flags in [
+        libc::O_RDONLY,
+        libc::O_RDONLY | libc::O_NONBLOCK,
+        libc::O_WRONLY,
+    ] {
+        let dev = s.m("null");
+        let res = within(Duration::from_secs(10), "open the device node", move || {
+            open_raw(&dev, flags).map(drop)
+        });
+        assert!(
+            res.is_err(),
+            "opening a device node through the mount (flags {flags:#x}) succeeded"
+        );
+    }
+    let a = s.m("a.txt");
+    let meta = within(
+        Duration::from_secs(10),
+        "stat after the device",
+        move || fs::metadata(&a),
+    );
+    assert!(meta.unwrap().is_file());
+    assert_visible(&s, "a.txt");
+}
+
+// --- names --------------------------------------------------------------------------------------
+
+#[test]
+fn name_of_255_bytes_works_and_256_is_too_long() {
+    let s = Scene::new();
+    let long = format!("{}.txt", "n".repeat(251));
+    assert_eq!(long.len(), 255);
+    s.file(&long);
+    s.file(format!("sub/{long}"));
+    let _m = s.mount(&[]);
+    assert_visible(&s, &long);
+    assert_visible(&s, format!("sub/{long}"));
+    let too_long = format!("{}.txt", "n".repeat(252));
+    assert_eq!(too_long.len(), 256);
+    assert_errno(
+        fs::symlink_metadata(s.m(&too_long)),
+        libc::ENAMETOOLONG,
+        "lstat of a 256-byte name",
+    );
+    assert_errno(
+        fs::File::open(s.m(&too_long)),
+        libc::ENAMETOOLONG,
+        "open of a 256-byte name",
+    );
+}
+
+#[test]
+fn non_utf8_names_are_listed_and_readable() {
+    let s = Scene::new();
+    let name = os(b"caf\xe9-\xff.txt");
+    let dir = os(b"d\xfe\xfd");
+    s.file(&name);
+    s.file(Path::new(&dir).join(&name));
+    let _m = s.mount(&[]);
+    assert!(listing(&s.mnt).contains(&name), "non-UTF-8 file listed");
+    assert!(listing(&s.mnt).contains(&dir), "non-UTF-8 dir listed");
+    assert_visible(&s, &name);
+    assert_visible(&s, Path::new(&dir).join(&name));
+}
+
+// --- metadata -----------------------------------------------------------------------------------
+
+#[test]
+fn inode_numbers_are_synthetic() {
+    let s = Scene::new();
+    s.file(".env");
+    for i in 0..5 {
+        s.file(format!("f{i}.txt"));
+    }
+    s.file("sub/g.txt");
+    let _m = s.mount(&[]);
+    let hidden_ino = fs::symlink_metadata(s.s(".env")).unwrap().ino();
+    for rel in [
+        "f0.txt",
+        "f1.txt",
+        "f2.txt",
+        "f3.txt",
+        "f4.txt",
+        "sub",
+        "sub/g.txt",
+    ] {
+        let real = fs::symlink_metadata(s.s(rel)).unwrap().ino();
+        let view = fs::symlink_metadata(s.m(rel)).unwrap().ino();
+        assert_ne!(view, real, "inode number of {rel} passed through unchanged");
+        assert_ne!(
+            view, hidden_ino,
+            "{rel} carries the hidden .env's inode number"
+        );
+    }
+    // find -inum of the hidden file's inode finds nothing.
+    let out = Command::new("find")
+        .arg(&s.mnt)
+        .arg("-inum")
+        .arg(hidden_ino.to_string())
+        .output()
+        .expect("run find");
+    assert!(out.status.success(), "find: {out:?}");
+    assert!(out.stdout.is_empty(), "find -inum matched: {:?}", out);
+}
+
+#[test]
+fn statfs_answers() {
+    let s = Scene::new();
+    s.file("a.txt");
+    let _m = s.mount(&[]);
+    let st = statvfs(&s.mnt).expect("statvfs on the mount");
+    assert!(st.f_bsize > 0, "f_bsize");
+    assert!(
+        st.f_flag & libc::ST_RDONLY != 0,
+        "statvfs reports read-only"
+    );
+    let out = Command::new("df")
+        .arg("-P")
+        .arg(&s.mnt)
+        .output()
+        .expect("run df");
+    assert!(out.status.success(), "df: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(s.mnt.to_str().unwrap()),
+        "df names the mountpoint:\n{text}"
+    );
+}
+
+#[test]
+fn only_user_xattrs_pass() {
+    let s = Scene::new();
+    let a = s.file("a.txt");
+    lsetxattr(&a, b"user.x", b"hello").expect("set user.x in SOURCE");
+    lsetxattr(&a, b"trusted.t", b"root-only").expect("set trusted.t in SOURCE (root)");
+    let have_security = lsetxattr(&a, b"security.s", b"lsm").is_ok();
+    s.dir("d");
+    lsetxattr(&s.s("d"), b"user.dir", b"on-a-dir").expect("set user.dir");
+    let _m = s.mount(&[]);
+    assert_eq!(lgetxattr(&s.m("a.txt"), b"user.x").unwrap(), b"hello");
+    assert_eq!(getxattr(&s.m("a.txt"), b"user.x").unwrap(), b"hello");
+    assert_eq!(lgetxattr(&s.m("d"), b"user.dir").unwrap(), b"on-a-dir");
+    assert_errno(
+        lgetxattr(&s.m("a.txt"), b"user.missing"),
+        libc::ENODATA,
+        "getxattr of an absent user attribute",
+    );
+    assert_errno(
+        lgetxattr(&s.m("a.txt"), b"trusted.t"),
+        libc::ENODATA,
+        "getxattr trusted.t",
+    );
+    if have_security {
+        assert_errno(
+            lgetxattr(&s.m("a.txt"), b"security.s"),
+            libc::ENODATA,
+            "getxattr security.s",
+        );
+    }
+    let names = llistxattr(&s.m("a.txt")).unwrap();
+    assert_eq!(
+        names,
+        vec![b"user.x".to_vec()],
+        "listxattr through the mount"
+    );
+}
