@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem,
-    FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
-    TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::path::{Name, NameError};
@@ -386,7 +385,14 @@ impl Filesystem for ScopeFs {
             let Ok(st) = self.view.getattr(*ino) else {
                 continue;
             };
-            if reply.add(INodeNo(*ino), i as u64 + 1, dot, &TTL, &attr(&st), Generation(0)) {
+            if reply.add(
+                INodeNo(*ino),
+                i as u64 + 1,
+                dot,
+                &TTL,
+                &attr(&st),
+                Generation(0),
+            ) {
                 return reply.ok();
             }
         }
@@ -453,7 +459,12 @@ impl Filesystem for ScopeFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        xattr(reply, self.view.getxattr(ino.0, name.as_bytes()), size, "getxattr");
+        xattr(
+            reply,
+            self.view.getxattr(ino.0, name.as_bytes()),
+            size,
+            "getxattr",
+        );
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {

@@ -213,8 +213,7 @@ impl RelPath {
         if other.0.is_empty() {
             return true;
         }
-        self.0.starts_with(&other.0)
-            && matches!(self.0.get(other.0.len()), None | Some(b'/'))
+        self.0.starts_with(&other.0) && matches!(self.0.get(other.0.len()), None | Some(b'/'))
     }
 }
 

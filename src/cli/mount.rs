@@ -1,14 +1,412 @@
-//! `scopefs mount`.
+//! `scopefs mount`: check everything that can be checked before mounting, then mount and serve.
+//!
+//! Without `--foreground` the command starts itself again as the daemon (in its own process
+//! group, standard streams detached) and waits for one line on the daemon's standard output:
+//! `ready` once the mount answers requests, or `error CODE MESSAGE` if mounting failed. So a
+//! failure is reported by the command the user ran, with nothing left mounted.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use clap::Args;
+use fuser::{Config, MountOption, Session, SessionACL};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
-use crate::error::{CliError, CliResult};
+use crate::cli::PolicyArgs;
+use crate::error::{CliError, CliResult, ExitCode};
+use crate::fuse::ScopeFs;
+use crate::policy::{Policy, WriteMode};
+use crate::sys::{self, mountinfo};
+use crate::view::View;
+
+/// How long `mount` waits for the daemon to answer before giving up.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Args)]
-pub struct MountCmd {}
+pub struct MountCmd {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub options: MountOptions,
+    /// The directory to show a scoped view of.
+    pub source: PathBuf,
+    /// An empty directory to mount the view on.
+    pub mountpoint: PathBuf,
+}
+
+/// The MOUNT options of SPEC §1.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MountOptions {
+    /// Stay attached: serve in this process until unmounted or signalled.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Let other users enter the view; the kernel then checks permissions
+    /// (default_permissions).
+    #[arg(long = "allow-other")]
+    pub allow_other: bool,
+    /// Request-serving threads (default: the number of cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: Option<u16>,
+    /// Internal: run as the detached daemon and report readiness on standard output.
+    #[arg(long = "daemon-child", hide = true)]
+    pub daemon_child: bool,
+}
+
+/// A mount request whose inputs have all been checked.
+pub struct Prepared {
+    pub policy: Policy,
+    pub source: PathBuf,
+    pub mountpoint: PathBuf,
+}
 
 impl MountCmd {
     pub fn run(self) -> CliResult {
-        Err(CliError::runtime("not built yet"))
+        let prepared = match prepare(&self.policy, &self.source, &self.mountpoint) {
+            Ok(p) => p,
+            Err(e) if self.options.daemon_child => return report_error(e),
+            Err(e) => return Err(e),
+        };
+        if self.options.foreground || self.options.daemon_child {
+            serve(prepared, &self.options)
+        } else {
+            detach(&prepared.mountpoint)
+        }
+    }
+}
+
+/// Checks the policy, SOURCE, MOUNTPOINT and the FUSE device; nothing is mounted yet.
+pub fn prepare(args: &PolicyArgs, source: &Path, mountpoint: &Path) -> CliResult<Prepared> {
+    let policy = Policy::from_args(args).map_err(|e| CliError::usage(e.first_line()))?;
+    if policy.write_mode() != WriteMode::Deny {
+        return Err(CliError::usage(format!(
+            "writes.mode = \"{}\" is not available in this version of scopefs; use \"deny\" (the default)",
+            match policy.write_mode() {
+                WriteMode::Overlay => "overlay",
+                WriteMode::Direct => "direct",
+                WriteMode::Deny => "deny",
+            }
+        )));
+    }
+    let source = check_source(source)?;
+    let mountpoint = check_mountpoint(mountpoint)?;
+    if mountpoint.starts_with(&source) {
+        return Err(CliError::usage(format!(
+            "MOUNTPOINT {} lies inside SOURCE {}: choose a mountpoint outside the directory you scope",
+            mountpoint.display(),
+            source.display()
+        )));
+    }
+    check_fuse_device()?;
+    Ok(Prepared {
+        policy,
+        source,
+        mountpoint,
+    })
+}
+
+fn check_source(source: &Path) -> CliResult<PathBuf> {
+    match std::fs::metadata(source) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(CliError::usage(format!(
+                "SOURCE {} is not a directory: give the directory to scope",
+                source.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CliError::usage(format!(
+                "SOURCE {} does not exist: check the path",
+                source.display()
+            )));
+        }
+        Err(e) => {
+            return Err(CliError::usage(format!(
+                "SOURCE {} cannot be read ({e}): check its permissions",
+                source.display()
+            )));
+        }
+    }
+    std::fs::canonicalize(source)
+        .map_err(|e| CliError::usage(format!("SOURCE {}: {e}", source.display())))
+}
+
+fn check_mountpoint(mountpoint: &Path) -> CliResult<PathBuf> {
+    let shown = mountpoint.display();
+    match std::fs::metadata(mountpoint) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(CliError::usage(format!(
+                "MOUNTPOINT {shown} is not a directory: mount on an empty directory"
+            )));
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            return Err(CliError::usage(format!(
+                "MOUNTPOINT {shown} is a dead mount (Transport endpoint is not connected): clear it with `scopefs umount {shown}`"
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CliError::usage(format!(
+                "MOUNTPOINT {shown} does not exist: create it with `mkdir -p {shown}`"
+            )));
+        }
+        Err(e) => {
+            return Err(CliError::usage(format!(
+                "MOUNTPOINT {shown} cannot be used ({e}): check its permissions"
+            )));
+        }
+    }
+    let canonical = std::fs::canonicalize(mountpoint)
+        .map_err(|e| CliError::usage(format!("MOUNTPOINT {shown}: {e}")))?;
+    let existing = mountinfo::find(&canonical)
+        .map_err(|e| CliError::runtime(format!("cannot read /proc/self/mountinfo: {e}")))?;
+    if let Some(m) = existing {
+        return Err(CliError::usage(format!(
+            "MOUNTPOINT {shown} is already a mount point ({}): unmount it first with `scopefs umount {shown}`",
+            m.fs_type
+        )));
+    }
+    let mut entries = std::fs::read_dir(&canonical)
+        .map_err(|e| CliError::usage(format!("MOUNTPOINT {shown} cannot be listed: {e}")))?;
+    if entries.next().is_some() {
+        return Err(CliError::usage(format!(
+            "MOUNTPOINT {shown} is not empty: mount on an empty directory so nothing is shadowed"
+        )));
+    }
+    Ok(canonical)
+}
+
+fn check_fuse_device() -> CliResult {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::runtime(
+            "no /dev/fuse on this machine: load the module with `modprobe fuse`, or in a container run with `--device /dev/fuse --cap-add SYS_ADMIN`",
+        )),
+        Err(e) => Err(CliError::runtime(format!(
+            "cannot open /dev/fuse ({e}): run as root or install fuse3 for unprivileged mounts"
+        ))),
+    }
+}
+
+/// Starts the daemon and waits until it reports the mount ready or failed.
+fn detach(mountpoint: &Path) -> CliResult {
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::runtime(format!("cannot find the scopefs binary: {e}")))?;
+    let mut child = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .arg("--daemon-child")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| CliError::runtime(format!("cannot start the daemon: {e}")))?;
+    let Some(stdout) = child.stdout.take() else {
+        return Err(CliError::runtime("cannot talk to the daemon"));
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = match rx.recv_timeout(READY_TIMEOUT) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = sys::unmount(mountpoint, true);
+            return Err(CliError::runtime(format!(
+                "the mount did not answer within {}s; nothing is left mounted",
+                READY_TIMEOUT.as_secs()
+            )));
+        }
+    };
+    let line = line.trim_end();
+    if line == "ready" {
+        return Ok(());
+    }
+    if let Some(rest) = line.strip_prefix("error ") {
+        let (code, message) = rest.split_once(' ').unwrap_or(("1", rest));
+        let _ = child.wait();
+        return Err(CliError {
+            code: if code == "2" {
+                ExitCode::Usage
+            } else {
+                ExitCode::Runtime
+            },
+            message: message.to_string(),
+        });
+    }
+    let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+    Err(CliError::runtime(format!(
+        "the daemon exited before the mount answered ({status}); run with --foreground to see why"
+    )))
+}
+
+/// In the daemon child: reports a failure on standard output for the waiting parent.
+fn report_error(err: CliError) -> CliResult {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "error {} {}", err.code as i32, err.message);
+    let _ = out.flush();
+    Err(err)
+}
+
+/// Mounts and serves until unmounted or signalled.
+fn serve(prepared: Prepared, options: &MountOptions) -> CliResult {
+    let report = |err: CliError| {
+        if options.daemon_child {
+            report_error(err)
+        } else {
+            Err(err)
+        }
+    };
+    let matcher = match prepared.policy.compile() {
+        Ok(m) => Arc::new(m),
+        Err(e) => return report(CliError::usage(e.first_line())),
+    };
+    let view = match View::new(&prepared.source, matcher) {
+        Ok(v) => Arc::new(v),
+        Err(e) => {
+            return report(CliError::runtime(format!(
+                "cannot open SOURCE {}: {e}",
+                prepared.source.display()
+            )));
+        }
+    };
+    let fs = ScopeFs::new(view);
+    let session = if sys::euid() == 0 {
+        mount_direct(fs, &prepared, options)
+    } else {
+        Session::new(
+            fs,
+            &prepared.mountpoint,
+            &fuse_config(&prepared.policy, options),
+        )
+        .map_err(|e| {
+            CliError::runtime(format!(
+                "cannot mount at {}: {e}; install fusermount3 (package fuse3) or run as root",
+                prepared.mountpoint.display()
+            ))
+        })
+    };
+    let mut session = match session {
+        Ok(s) => s,
+        Err(e) => return report(e),
+    };
+    if let Err(e) = sys::set_non_dumpable() {
+        tracing::warn!(error = %e, "cannot make the daemon non-dumpable");
+    }
+    let mut unmounter = session.unmount_callable();
+    let mountpoint = prepared.mountpoint.clone();
+    match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        tracing::info!("SIGHUP: the policy is fixed for the life of this mount");
+                        continue;
+                    }
+                    tracing::info!(signal, "unmounting");
+                    let result = if sys::euid() == 0 {
+                        sys::unmount(&mountpoint, false)
+                    } else {
+                        unmounter.unmount()
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "unmount failed; detaching lazily");
+                        if let Err(e) = sys::unmount(&mountpoint, true) {
+                            tracing::error!(error = %e, "cannot detach the mount");
+                        }
+                    }
+                    break;
+                }
+            });
+        }
+        Err(e) => return report(CliError::runtime(format!("cannot handle signals: {e}"))),
+    }
+    if options.daemon_child {
+        let mountpoint = prepared.mountpoint.clone();
+        std::thread::spawn(move || announce_ready(&mountpoint));
+    }
+    session
+        .run()
+        .map_err(|e| CliError::runtime(format!("the file system stopped: {e}")))
+}
+
+/// As root: mounts with mount(2) directly, typed `fuse.scopefs`, and starts a session on the
+/// connection. A failed handshake leaves nothing mounted.
+fn mount_direct(
+    fs: ScopeFs,
+    prepared: &Prepared,
+    options: &MountOptions,
+) -> CliResult<Session<ScopeFs>> {
+    let mount_options = sys::FuseMountOptions {
+        source: format!("{}{}", mountinfo::SOURCE_PREFIX, std::process::id()),
+        fs_type: "fuse.scopefs".into(),
+        read_only: prepared.policy.write_mode() == WriteMode::Deny,
+        allow_other: options.allow_other,
+        default_permissions: options.allow_other,
+    };
+    let shown = prepared.mountpoint.display();
+    let fd = sys::mount_fuse(&prepared.mountpoint, &mount_options)
+        .map_err(|e| CliError::runtime(format!("cannot mount at {shown}: {e}")))?;
+    let config = fuse_config(&prepared.policy, options);
+    Session::from_fd(fs, fd, config.acl, config).map_err(|e| {
+        if let Err(e) = sys::unmount(&prepared.mountpoint, true) {
+            tracing::error!(error = %e, "cannot detach the failed mount");
+        }
+        CliError::runtime(format!(
+            "the kernel did not start the file system at {shown}: {e}"
+        ))
+    })
+}
+
+fn fuse_config(policy: &Policy, options: &MountOptions) -> Config {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(format!(
+            "{}{}",
+            mountinfo::SOURCE_PREFIX,
+            std::process::id()
+        )),
+        MountOption::Subtype("scopefs".into()),
+        MountOption::NoSuid,
+        MountOption::NoDev,
+    ];
+    if policy.write_mode() == WriteMode::Deny {
+        config.mount_options.push(MountOption::RO);
+    }
+    if options.allow_other {
+        config.mount_options.push(MountOption::DefaultPermissions);
+        config.acl = SessionACL::All;
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    config.n_threads = Some(options.threads.map_or(cores, usize::from));
+    config
+}
+
+/// Waits until the mount answers, then tells the waiting `mount` command and lets go of it.
+fn announce_ready(mountpoint: &Path) {
+    let start = Instant::now();
+    while start.elapsed() < READY_TIMEOUT {
+        if std::fs::metadata(mountpoint).is_ok() {
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "ready");
+            let _ = out.flush();
+            if let Err(e) = sys::stdout_to_null() {
+                tracing::warn!(error = %e, "cannot detach standard output");
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }

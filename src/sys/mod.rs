@@ -188,8 +188,8 @@ fn time(sec: i64, nsec: i64) -> SystemTime {
 
 impl Stat {
     fn from_raw(st: &libc::stat64) -> io::Result<Self> {
-        let kind =
-            FileType::from_mode(st.st_mode).ok_or_else(|| io::Error::from_raw_os_error(libc::EIO))?;
+        let kind = FileType::from_mode(st.st_mode)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EIO))?;
         Ok(Stat {
             dev: st.st_dev,
             ino: st.st_ino,
@@ -304,12 +304,19 @@ pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<DirEntry>> {
 fn parse_dirents(mut buf: &[u8], out: &mut Vec<DirEntry>) -> io::Result<()> {
     let bad = || io::Error::from_raw_os_error(libc::EIO);
     while !buf.is_empty() {
-        let reclen_bytes: [u8; 2] = buf.get(16..18).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
+        let reclen_bytes: [u8; 2] = buf
+            .get(16..18)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?;
         let reclen = usize::from(u16::from_ne_bytes(reclen_bytes));
         let rec = buf.get(..reclen).ok_or_else(bad)?;
         let d_type = *rec.get(18).ok_or_else(bad)?;
         let name_area = rec.get(19..).ok_or_else(bad)?;
-        let len = name_area.iter().position(|b| *b == 0).unwrap_or(name_area.len());
+        let len = name_area
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(name_area.len());
         let name = name_area.get(..len).ok_or_else(bad)?;
         if name != b"." && name != b".." {
             out.push(DirEntry {
@@ -359,7 +366,11 @@ pub fn open_regular(root: BorrowedFd<'_>, rel: &RelPath) -> io::Result<File> {
             // SAFETY: `name` is a valid C string and `proc_dir` a live descriptor. The magic
             // link names our own descriptor, already checked to be a regular file.
             owned(check(unsafe {
-                libc::openat(proc_dir.as_raw_fd(), name.as_ptr(), flags & !libc::O_NOFOLLOW)
+                libc::openat(
+                    proc_dir.as_raw_fd(),
+                    name.as_ptr(),
+                    flags & !libc::O_NOFOLLOW,
+                )
             })?)
         }
         None => openat2(root, rel.as_os_str(), flags)?,
@@ -378,7 +389,12 @@ pub fn getxattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
     loop {
         // SAFETY: `c` is a valid C string; `buf` is writable for `buf.len()` bytes.
         let ret = unsafe {
-            libc::fgetxattr(fd.as_raw_fd(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                c.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
         };
         match check_size(ret) {
             Ok(n) => {
@@ -436,6 +452,59 @@ pub fn statvfs(fd: BorrowedFd<'_>) -> io::Result<FsStat> {
         bsize: u32::try_from(st.f_bsize).unwrap_or(4096),
         frsize: u32::try_from(st.f_frsize).unwrap_or(4096),
     })
+}
+
+/// How to mount a FUSE file system.
+#[derive(Debug, Clone)]
+pub struct FuseMountOptions {
+    /// The mount source shown in mountinfo (`scopefs:PID`).
+    pub source: String,
+    /// The file system type, `fuse.SUBTYPE`.
+    pub fs_type: String,
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub default_permissions: bool,
+}
+
+/// Opens `/dev/fuse` and mounts a FUSE file system on it at `mountpoint` (always
+/// `nosuid,nodev`). Needs CAP_SYS_ADMIN; returns the connection's descriptor.
+pub fn mount_fuse(mountpoint: &Path, options: &FuseMountOptions) -> io::Result<OwnedFd> {
+    // SAFETY: the literal is a valid C string.
+    let dev = owned(check(unsafe {
+        libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC)
+    })?);
+    let target = cstring(mountpoint.as_os_str().as_bytes())?;
+    let source = cstring(options.source.as_bytes())?;
+    let fs_type = cstring(options.fs_type.as_bytes())?;
+    let mut data = format!(
+        "fd={},rootmode=40000,user_id={},group_id={}",
+        dev.as_raw_fd(),
+        euid(),
+        // SAFETY: getegid cannot fail and has no memory effects.
+        unsafe { libc::getegid() }
+    );
+    if options.allow_other {
+        data.push_str(",allow_other");
+    }
+    if options.default_permissions {
+        data.push_str(",default_permissions");
+    }
+    let data = cstring(data.as_bytes())?;
+    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+    if options.read_only {
+        flags |= libc::MS_RDONLY;
+    }
+    // SAFETY: every pointer is a valid C string that outlives the call.
+    check(unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fs_type.as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    })?;
+    Ok(dev)
 }
 
 /// `umount2(path, flags)`; `lazy` detaches a busy or dead mount.

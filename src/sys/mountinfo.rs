@@ -20,7 +20,8 @@ pub const SOURCE_PREFIX: &str = "scopefs:";
 impl MountEntry {
     /// The daemon's pid, if this is a scopefs view.
     pub fn scopefs_pid(&self) -> Option<u32> {
-        if self.fs_type != "fuse.scopefs" {
+        // fuser's direct mount names the type plain `fuse`; fusermount3 gives `fuse.scopefs`.
+        if self.fs_type != "fuse" && self.fs_type != "fuse.scopefs" {
             return None;
         }
         self.source.strip_prefix(SOURCE_PREFIX)?.parse().ok()
@@ -36,7 +37,9 @@ fn unescape(field: &str) -> Vec<u8> {
         if b == b'\\' {
             if let Some(oct) = bytes.get(i + 1..i + 4) {
                 if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                    let v = oct.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+                    let v = oct
+                        .iter()
+                        .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
                     if let Ok(v) = u8::try_from(v) {
                         out.push(v);
                         i += 4;

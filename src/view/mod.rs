@@ -61,7 +61,8 @@ pub struct View {
 }
 
 /// Open flags that ask for write access of some kind.
-const WRITE_FLAGS: i32 = libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_APPEND | libc::O_CREAT;
+const WRITE_FLAGS: i32 =
+    libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_APPEND | libc::O_CREAT;
 
 impl View {
     /// A view of `source` under the compiled policy.
@@ -110,7 +111,8 @@ impl View {
     /// `lookup`: the child `name` of `parent`, if it exists and is visible.
     pub fn lookup(&self, parent: u64, name: &Name) -> FsResult<Entry> {
         let dir_path = self.path(parent)?;
-        let dir = sys::resolve(self.scope.root(), &dir_path, Open::Path).map_err(FsError::resolving)?;
+        let dir =
+            sys::resolve(self.scope.root(), &dir_path, Open::Path).map_err(FsError::resolving)?;
         let (_, st, verdict) = self
             .scope
             .child(dir.as_fd(), &dir_path, name)
@@ -163,11 +165,18 @@ impl View {
 
     /// `read` from an open file.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        let file = self.files.lock().get(&fh).cloned().ok_or(FsError::BadHandle)?;
+        let file = self
+            .files
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
         let mut buf = vec![0u8; size as usize];
         let mut done = 0;
         while done < buf.len() {
-            let Some(rest) = buf.get_mut(done..) else { break };
+            let Some(rest) = buf.get_mut(done..) else {
+                break;
+            };
             match file.read_at(rest, offset + done as u64) {
                 Ok(0) => break,
                 Ok(n) => done += n,
@@ -199,7 +208,9 @@ impl View {
             .collect();
         let parent = self.inodes.read().parent(ino).unwrap_or(ROOT);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.dirs.lock().insert(fh, Arc::new(DirSnapshot { ino, parent, items }));
+        self.dirs
+            .lock()
+            .insert(fh, Arc::new(DirSnapshot { ino, parent, items }));
         Ok(fh)
     }
 
@@ -237,9 +248,9 @@ impl View {
                     .map_err(FsError::resolving)?
                     .into(),
             ),
-            FileType::Dir => {
-                Some(sys::resolve(self.scope.root(), &path, Open::Dir).map_err(FsError::resolving)?)
-            }
+            FileType::Dir => Some(
+                sys::resolve(self.scope.root(), &path, Open::Dir).map_err(FsError::resolving)?,
+            ),
             _ => None,
         })
     }

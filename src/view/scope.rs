@@ -44,6 +44,9 @@ pub enum Verdict {
     Missing,
 }
 
+/// A verdict for an existing path: shown (and why) or hidden (and why).
+pub type Judged = Result<Verdict, HiddenReason>;
+
 /// Directories deeper than this are not walked when indexing hardlinks; multi-link files are
 /// then hidden, since their other names cannot all be checked.
 const MAX_INDEX_DEPTH: usize = 4096;
@@ -98,7 +101,7 @@ impl Scope {
         path: &RelPath,
         st: &Stat,
         target: impl FnOnce() -> io::Result<Vec<u8>>,
-    ) -> Result<Verdict, HiddenReason> {
+    ) -> Judged {
         let verdict = match self.matcher.decide(path, kind_of(st)) {
             Decision::Visible(rule) => Verdict::Visible(rule),
             Decision::Transit if st.kind == FileType::Dir => Verdict::Transit,
@@ -152,7 +155,9 @@ impl Scope {
         if dest.is_root() {
             return Ok(());
         }
-        let visible = match sys::resolve(self.root(), &dest, Open::Path).and_then(|fd| sys::fstat(fd.as_fd())) {
+        let visible = match sys::resolve(self.root(), &dest, Open::Path)
+            .and_then(|fd| sys::fstat(fd.as_fd()))
+        {
             Ok(st) => {
                 self.matcher.decide(&dest, kind_of(&st)).is_visible()
                     && (st.kind == FileType::Dir
@@ -253,7 +258,7 @@ impl Scope {
         dir: BorrowedFd<'_>,
         dir_path: &RelPath,
         name: &Name,
-    ) -> io::Result<Option<(RelPath, Stat, Result<Verdict, HiddenReason>)>> {
+    ) -> io::Result<Option<(RelPath, Stat, Judged)>> {
         let st = match sys::stat_at(dir, name) {
             Ok(st) => st,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
@@ -265,7 +270,7 @@ impl Scope {
     }
 
     /// Opens `path` (`O_PATH`, a final symlink itself) and judges it.
-    pub fn open_path(&self, path: &RelPath) -> io::Result<(OwnedFd, Stat, Result<Verdict, HiddenReason>)> {
+    pub fn open_path(&self, path: &RelPath) -> io::Result<(OwnedFd, Stat, Judged)> {
         let fd = sys::resolve(self.root(), path, Open::Path)?;
         let st = sys::fstat(fd.as_fd())?;
         let verdict = if path.is_root() {

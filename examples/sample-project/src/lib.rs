@@ -1,0 +1,4 @@
+/// A greeting for `name`.
+pub fn greeting(name: &str) -> String {
+    format!("hello, {name}")
+}

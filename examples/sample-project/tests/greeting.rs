@@ -1,0 +1,4 @@
+#[test]
+fn greets() {
+    assert_eq!(sample_project::greeting("x"), "hello, x");
+}
