@@ -88,20 +88,37 @@ impl Matcher {
     /// enabled presets) always win; then allow; then transit for directories; else not allowed.
     /// The root is always [`Decision::Transit`].
     pub fn decide(&self, path: &RelPath, kind: Kind) -> Decision {
-        let bytes = path.as_bytes();
-        if bytes.is_empty() {
-            return Decision::Transit;
+        match self.judge(path.as_bytes(), kind) {
+            Judged::Visible(rule) => Decision::Visible(rule.clone()),
+            Judged::Transit => Decision::Transit,
+            Judged::Hidden(rule) => Decision::Hidden(rule.clone()),
+            Judged::NotAllowed => Decision::NotAllowed,
         }
-        if let Some(rule) = self.hidden_by(bytes, kind) {
-            return Decision::Hidden(rule.clone());
+    }
+
+    /// `decide(path, kind).is_visible()` without copying the rule: for ASCII paths it allocates
+    /// nothing, so it suits the checks on every request.
+    pub fn is_visible(&self, path: &RelPath, kind: Kind) -> bool {
+        matches!(
+            self.judge(path.as_bytes(), kind),
+            Judged::Visible(_) | Judged::Transit
+        )
+    }
+
+    fn judge(&self, path: &[u8], kind: Kind) -> Judged<'_> {
+        if path.is_empty() {
+            return Judged::Transit;
         }
-        if let Some(rule) = walk(std::slice::from_ref(&self.allow), bytes, kind) {
-            return Decision::Visible(rule.clone());
+        if let Some(rule) = walk_folded(&self.hide, path, kind) {
+            return Judged::Hidden(rule);
         }
-        if kind == Kind::Dir && self.transit.beneath(bytes) {
-            return Decision::Transit;
+        if let Some(rule) = walk(std::slice::from_ref(&self.allow), path, kind) {
+            return Judged::Visible(rule);
         }
-        Decision::NotAllowed
+        if kind == Kind::Dir && self.transit.beneath(path) {
+            return Judged::Transit;
+        }
+        Judged::NotAllowed
     }
 
     /// Whether a write to `path` is allowed by the write mode, the protect presets and the
@@ -145,10 +162,14 @@ impl Matcher {
             + self.writable.rules.len()
             + self.protect.iter().map(|l| l.rules.len()).sum::<usize>()
     }
+}
 
-    fn hidden_by(&self, path: &[u8], kind: Kind) -> Option<&Rule> {
-        walk_folded(&self.hide, path, kind)
-    }
+/// [`Decision`] with borrowed rules.
+enum Judged<'a> {
+    Visible(&'a Rule),
+    Transit,
+    Hidden(&'a Rule),
+    NotAllowed,
 }
 
 /// How a list compares names.
@@ -190,8 +211,20 @@ impl List {
                 continue;
             }
             let index = PathBuf::from(rules.len().to_string());
-            match builder.add_line(Some(index), &rule.pattern) {
-                Ok(_) => rules.push(rule),
+            match builder.add_line(Some(index.clone()), &rule.pattern) {
+                Ok(_) => {
+                    // The glob engine folds case for ASCII only, so an insensitive list also
+                    // holds the folded spelling of a non-ASCII pattern, right after it (keeping
+                    // the order `!` depends on), to meet the folded form of names.
+                    if fold == Fold::Insensitive && !rule.pattern.is_ascii() {
+                        let folded = fold_str(&rule.pattern);
+                        if folded != rule.pattern {
+                            // A spelling that does not compile adds nothing; the original stays.
+                            let _ = builder.add_line(Some(index), &folded);
+                        }
+                    }
+                    rules.push(rule);
+                }
                 Err(err) => errors.push(PolicyError::new(
                     location,
                     format!("{:?} cannot be compiled: {err}", rule.pattern),
@@ -263,15 +296,20 @@ fn fold(path: &[u8]) -> Option<Vec<u8>> {
             out.push(b'/');
         }
         match std::str::from_utf8(component) {
-            Ok(text) if !text.is_ascii() => {
-                let folded: String = text.nfkc().collect::<String>().to_lowercase();
-                let folded: String = folded.nfkc().collect();
-                out.extend_from_slice(folded.as_bytes());
-            }
+            Ok(text) if !text.is_ascii() => out.extend_from_slice(fold_str(text).as_bytes()),
             _ => out.extend_from_slice(component),
         }
     }
     (out != path).then_some(out)
+}
+
+/// NFKC, then lowercase, then NFKC again (lowercasing can leave a string unnormalised).
+fn fold_str(text: &str) -> String {
+    text.nfkc()
+        .collect::<String>()
+        .to_lowercase()
+        .nfkc()
+        .collect()
 }
 
 /// The list of a built-in preset, case-insensitive like a hide list.
@@ -423,6 +461,11 @@ mod tests {
     fn check(m: &Matcher, table: &[(&str, Kind, &str)]) {
         for (path, kind, want) in table {
             assert_eq!(
+                m.is_visible(&rel(path.as_bytes()), *kind),
+                m.decide(&rel(path.as_bytes()), *kind).is_visible(),
+                "{path}"
+            );
+            assert_eq!(
                 verdict(m, path.as_bytes(), *kind),
                 *want,
                 "{path} ({kind:?})"
@@ -538,6 +581,20 @@ mod tests {
                 // KELVIN SIGN folds to "k": ".kube"
                 (".\u{212a}ube/config", NonDir, "hidden secrets .kube"),
                 ("caf\u{e9}.txt", NonDir, "visible **"),
+            ],
+        );
+        // non-ASCII letters fold too, whichever side is upper case
+        let m =
+            matcher("[view]\nhide = [\"\u{c9}T\u{c9}.txt\", \"\u{3a9}*\", \"!\u{3a9}MEGA.md\"]\n");
+        check(
+            &m,
+            &[
+                ("\u{e9}t\u{e9}.txt", NonDir, "hidden \u{c9}T\u{c9}.txt"),
+                ("\u{c9}t\u{e9}.TXT", NonDir, "hidden \u{c9}T\u{c9}.txt"),
+                ("\u{3c9}mega", NonDir, "hidden \u{3a9}*"),
+                ("\u{3a9}MEGA", NonDir, "hidden \u{3a9}*"),
+                ("\u{3a9}MEGA.MD", NonDir, "visible **"),
+                ("\u{3c9}mega.md", NonDir, "visible **"),
             ],
         );
         // allow is exact: a differently cased name is not allowed
