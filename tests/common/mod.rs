@@ -58,10 +58,15 @@ pub struct Scene {
 
 impl Scene {
     pub fn new() -> Scene {
+        Scene::new_in(&std::env::temp_dir())
+    }
+
+    /// A scene under `dir` instead of the default temporary directory.
+    pub fn new_in(dir: &Path) -> Scene {
         require_fuse();
         let root = tempfile::Builder::new()
             .prefix("scopefs-test-")
-            .tempdir()
+            .tempdir_in(dir)
             .expect("create a temporary directory");
         let base = fs::canonicalize(root.path()).expect("canonicalize the temporary directory");
         let src = base.join("src");
@@ -824,6 +829,7 @@ pub fn errno_name(errno: i32) -> String {
         libc::EEXIST => "EEXIST",
         libc::ENAMETOOLONG => "ENAMETOOLONG",
         libc::ENOTCONN => "ENOTCONN",
+        libc::ECONNABORTED => "ECONNABORTED",
         libc::EIO => "EIO",
         libc::ENXIO => "ENXIO",
         libc::EMFILE => "EMFILE",

@@ -294,23 +294,32 @@ fn writes_to_hidden_names_reveal_nothing_and_change_nothing() {
     let before = tree_digest(&s.src);
     let m = s.mount(&[]);
     for (what, op) in ops {
-        let existing = [m.m(".env"), m.m(".ssh"), m.m(".ssh/id_rsa")];
-        let absent = [m.m(".env.production"), m.m("no-such-name")];
-        let reference = errno_of(&op(m.mnt(), &absent[1]))
-            .unwrap_or_else(|d| panic!("{what} on an absent name {d}"));
-        assert!(
-            [libc::EROFS, libc::ENOENT, libc::EACCES].contains(&reference),
-            "{what} on an absent name: {}",
-            errno_name(reference)
-        );
-        for p in existing.iter().chain(&absent[..1]) {
-            let got = errno_of(&op(m.mnt(), p))
-                .unwrap_or_else(|d| panic!("{what} on hidden {} {d}", p.display()));
+        // Each hidden path is compared with an absent path of the same shape: a name in the
+        // root, or a name inside a directory.
+        let pairs = [
+            (m.m(".env"), m.m("no-such-name")),
+            (m.m(".ssh"), m.m("no-such-name")),
+            (m.m(".env.production"), m.m("no-such-name")),
+            (m.m(".ssh/id_rsa"), m.m("no-such-dir/id_rsa")),
+            (m.m(".ssh/new"), m.m("no-such-dir/new")),
+        ];
+        for (hidden, absent) in pairs {
+            let reference = errno_of(&op(m.mnt(), &absent))
+                .unwrap_or_else(|d| panic!("{what} on absent {} {d}", absent.display()));
+            assert!(
+                [libc::EROFS, libc::ENOENT, libc::EACCES].contains(&reference),
+                "{what} on absent {}: {}",
+                absent.display(),
+                errno_name(reference)
+            );
+            let got = errno_of(&op(m.mnt(), &hidden))
+                .unwrap_or_else(|d| panic!("{what} on hidden {} {d}", hidden.display()));
             assert_eq!(
                 errno_name(got),
                 errno_name(reference),
-                "{what} on hidden {} answers differently from an absent name",
-                p.display()
+                "{what} on hidden {} answers differently from absent {}",
+                hidden.display(),
+                absent.display()
             );
         }
         assert_same_tree(&before, &tree_digest(&s.src), what);
