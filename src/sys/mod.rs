@@ -574,8 +574,6 @@ mod tests {
         let err = resolve(root.as_fd(), &p("l/passwd"), Open::Path).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
         assert!(resolve(root.as_fd(), &p("l"), Open::Path).is_ok());
-        let err = resolve(root.as_fd(), &p("a/../../x"), Open::Path);
-        assert!(err.is_err());
         let dirfd = resolve(root.as_fd(), &RelPath::root(), Open::Dir).unwrap();
         let mut names: Vec<Vec<u8>> = read_dir(dirfd.as_fd())
             .unwrap()
