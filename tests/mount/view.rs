@@ -975,3 +975,141 @@ fn only_user_xattrs_pass() {
         "listxattr through the mount"
     );
 }
+
+// --- changes in SOURCE while mounted ----------------------------------------------------------
+
+/// Polls `check` for up to ~3 s (kernel entry and attribute caches expire), returning the
+/// first `Ok` or the last error message.
+fn eventually(mut check: impl FnMut() -> Result<(), String>) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match check() {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+#[test]
+fn files_created_after_mount_follow_the_policy() {
+    let s = Scene::new();
+    s.file("a.txt");
+    s.dir("sub");
+    let _m = s.mount(&[]);
+    assert_listing(&s.mnt, &["a.txt", "sub"]);
+    // Names never looked up before, so no negative entry is cached for them.
+    s.file_with(".env", b"LATE_SECRET=1\n");
+    s.file("sub/.env.local");
+    s.file("sub/id_rsa");
+    s.file("new.txt");
+    assert_hidden(&s.mnt, ".env");
+    assert_hidden(&s.mnt, "sub/.env.local");
+    assert_hidden(&s.mnt, "sub/id_rsa");
+    assert_visible(&s, "new.txt");
+    eventually(|| {
+        let names = listing(&s.mnt);
+        if names == ["a.txt", "new.txt", "sub"] {
+            Ok(())
+        } else {
+            Err(format!("root lists {names:?}"))
+        }
+    })
+    .unwrap();
+    assert_listing(&s.m("sub"), &[]);
+}
+
+#[test]
+fn hardlink_to_hidden_file_created_after_mount_is_hidden() {
+    let s = Scene::new();
+    s.file_with(".env", b"API_KEY=hunter2\n");
+    s.file("a.txt");
+    let _m = s.mount(&[]);
+    assert_hidden(&s.mnt, ".env");
+    fs::hard_link(s.s(".env"), s.s("late.txt")).unwrap();
+    s.dir("sub");
+    fs::hard_link(s.s(".env"), s.s("sub/late2.txt")).unwrap();
+    assert_hidden(&s.mnt, "late.txt");
+    assert_hidden(&s.mnt, "sub/late2.txt");
+    assert_visible(&s, "a.txt");
+}
+
+#[test]
+fn file_renamed_to_a_hidden_name_while_held_is_no_longer_served() {
+    let s = Scene::new();
+    s.file_with("README.md", b"public readme\n");
+    s.file("a.txt");
+    let _m = s.mount(&[]);
+    // Hold the node: an O_PATH descriptor keeps the kernel's inode (and the daemon's node).
+    let held = open_raw(&s.m("README.md"), libc::O_PATH).expect("O_PATH open of README.md");
+    let held_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+    assert_eq!(fs::read(&held_path).unwrap(), b"public readme\n");
+
+    // The host turns it into a secret under the agent's feet.
+    fs::write(s.s("README.md"), b"SECRET=now-a-secret\n").unwrap();
+    fs::rename(s.s("README.md"), s.s(".env")).unwrap();
+
+    assert_hidden(&s.mnt, ".env");
+    eventually(|| match fs::symlink_metadata(s.m("README.md")) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => Err(format!("lstat README.md after the rename: {other:?}")),
+    })
+    .unwrap();
+    // A fresh open of the held node (FUSE_OPEN on its node id) is checked again.
+    eventually(|| match fs::read(&held_path) {
+        Err(e) if [libc::ENOENT, libc::ESTALE].contains(&e.raw_os_error().unwrap_or_default()) => {
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "reopen of the held node failed with an unexpected {e}"
+        )),
+        Ok(data) => {
+            assert_ne!(
+                data, b"SECRET=now-a-secret\n",
+                "the held node served the content of the now-hidden .env"
+            );
+            Err("reopen of the held node still works".into())
+        }
+    })
+    .unwrap();
+    assert_visible(&s, "a.txt");
+}
+
+#[test]
+fn concurrent_readers_with_several_threads() {
+    let s = Scene::new();
+    for i in 0..50 {
+        s.file(format!("d{}/f{i}.txt", i % 5));
+    }
+    s.file(".env");
+    let _m = s.mount(&["--threads", "4"]);
+    let mnt = s.mnt.clone();
+    let src = s.src.clone();
+    let readers: Vec<_> = (0..8)
+        .map(|t| {
+            let (mnt, src) = (mnt.clone(), src.clone());
+            thread::spawn(move || {
+                for round in 0..20 {
+                    for i in 0..50 {
+                        let rel = format!("d{}/f{i}.txt", i % 5);
+                        let got = fs::read(mnt.join(&rel))
+                            .unwrap_or_else(|e| panic!("reader {t} round {round} {rel}: {e}"));
+                        assert_eq!(got, fs::read(src.join(&rel)).unwrap(), "{rel}");
+                    }
+                    assert_errno(
+                        fs::read(mnt.join(".env")),
+                        libc::ENOENT,
+                        "concurrent read of .env",
+                    );
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        within(Duration::from_secs(120), "concurrent readers", move || {
+            r.join().is_ok()
+        })
+        .then_some(())
+        .expect("a reader thread failed");
+    }
+}
