@@ -1,6 +1,6 @@
 //! The adapter between fuser and the [`View`]: each handler converts the kernel's arguments,
 //! calls one view method and replies. No locks and no policy logic live here; every failure
-//! goes out through [`fail`], which logs it at its level.
+//! goes out through `fail`, which logs it at its level.
 
 use std::ffi::OsStr;
 use std::io;

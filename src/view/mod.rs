@@ -21,7 +21,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use error::{FsError, FsResult};
 pub use inodes::ROOT;
-pub use scope::{HiddenReason, Scope, Verdict};
+pub use scope::{Found, HiddenReason, Judged, Scope, Verdict};
 
 use crate::path::{Name, RelPath};
 use crate::policy::{HardlinkMode, Matcher};
@@ -103,8 +103,10 @@ impl View {
     /// Resolves node `ino` and judges it again; hidden or gone is `NotFound`.
     fn node(&self, ino: u64) -> FsResult<(RelPath, std::os::fd::OwnedFd, Stat)> {
         let path = self.path(ino)?;
-        let (fd, st, verdict) = self.scope.open_path(&path).map_err(FsError::resolving)?;
-        verdict.map_err(|_| FsError::NotFound)?;
+        let (fd, st, visible) = self.scope.find(&path).map_err(FsError::resolving)?;
+        if !visible {
+            return Err(FsError::NotFound);
+        }
         Ok((path, fd, st))
     }
 
@@ -113,14 +115,15 @@ impl View {
         let dir_path = self.path(parent)?;
         let dir =
             sys::resolve(self.scope.root(), &dir_path, Open::Path).map_err(FsError::resolving)?;
-        let (_, st, verdict) = self
+        let found = self
             .scope
-            .child(dir.as_fd(), &dir_path, name)
+            .find_child(dir.as_fd(), &dir_path, name)
             .map_err(FsError::resolving)?
             .ok_or(FsError::NotFound)?;
-        if verdict.is_err() {
+        if !found.visible {
             return Err(FsError::NotFound);
         }
+        let st = found.stat;
         let ino = self.inodes.write().lookup(parent, name);
         Ok(Entry {
             ino,

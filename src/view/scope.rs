@@ -60,6 +60,14 @@ struct LinkIndex {
     incomplete: bool,
 }
 
+/// An existing path of SOURCE, its attributes, and whether the view shows it.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub path: RelPath,
+    pub stat: Stat,
+    pub visible: bool,
+}
+
 /// Visibility decisions for one SOURCE.
 pub struct Scope {
     root: OwnedFd,
@@ -94,8 +102,8 @@ impl Scope {
         &self.matcher
     }
 
-    /// Judges `path`, whose attributes `st` were just read without following symlinks.
-    /// `target` reads the symlink's target when the policy needs it.
+    /// Judges `path`, whose attributes `st` were just read without following symlinks, and
+    /// says why. `target` reads the symlink's target when the policy needs it.
     pub fn judge(
         &self,
         path: &RelPath,
@@ -108,13 +116,36 @@ impl Scope {
             Decision::Transit | Decision::NotAllowed => return Err(HiddenReason::NotAllowed),
             Decision::Hidden(rule) => return Err(HiddenReason::Rule(rule)),
         };
-        match st.kind {
-            FileType::Symlink => self.judge_symlink(path, target)?,
-            FileType::Dir => {}
-            _ if st.nlink > 1 => self.judge_hardlink(st)?,
-            _ => {}
-        }
+        self.judge_object(path, st, target)?;
         Ok(verdict)
+    }
+
+    /// Whether `path` may be seen: [`Scope::judge`] without the reasons, for the checks on
+    /// every request.
+    pub fn admits(
+        &self,
+        path: &RelPath,
+        st: &Stat,
+        target: impl FnOnce() -> io::Result<Vec<u8>>,
+    ) -> bool {
+        path.is_root()
+            || (self.matcher.is_visible(path, kind_of(st))
+                && self.judge_object(path, st, target).is_ok())
+    }
+
+    /// What the policy's patterns cannot tell: symlink targets and hardlinks.
+    fn judge_object(
+        &self,
+        path: &RelPath,
+        st: &Stat,
+        target: impl FnOnce() -> io::Result<Vec<u8>>,
+    ) -> Result<(), HiddenReason> {
+        match st.kind {
+            FileType::Symlink => self.judge_symlink(path, target),
+            FileType::Dir => Ok(()),
+            _ if st.nlink > 1 => self.judge_hardlink(st),
+            _ => Ok(()),
+        }
     }
 
     fn judge_symlink(
@@ -159,7 +190,7 @@ impl Scope {
             .and_then(|fd| sys::fstat(fd.as_fd()))
         {
             Ok(st) => {
-                self.matcher.decide(&dest, kind_of(&st)).is_visible()
+                self.matcher.is_visible(&dest, kind_of(&st))
                     && (st.kind == FileType::Dir
                         || st.kind == FileType::Symlink
                         || st.nlink <= 1
@@ -168,8 +199,8 @@ impl Scope {
             // Not there yet, or reached only through another symlink (which is judged on its
             // own when the kernel looks it up): judge the name as either kind.
             Err(_) => {
-                self.matcher.decide(&dest, Kind::NonDir).is_visible()
-                    && self.matcher.decide(&dest, Kind::Dir).is_visible()
+                self.matcher.is_visible(&dest, Kind::NonDir)
+                    && self.matcher.is_visible(&dest, Kind::Dir)
             }
         };
         if visible {
@@ -240,7 +271,7 @@ impl Scope {
                 continue;
             }
             let child = path.join(&name);
-            let visible = self.matcher.decide(&child, Kind::NonDir).is_visible()
+            let visible = self.matcher.is_visible(&child, Kind::NonDir)
                 && (st.kind != FileType::Symlink
                     || self
                         .judge_symlink(&child, || sys::readlink_child(dir.as_fd(), &name))
@@ -269,16 +300,34 @@ impl Scope {
         Ok(Some((path, st, verdict)))
     }
 
-    /// Opens `path` (`O_PATH`, a final symlink itself) and judges it.
-    pub fn open_path(&self, path: &RelPath) -> io::Result<(OwnedFd, Stat, Judged)> {
+    /// Reads the child `name` of the directory open at `dir`, whose path is `dir_path`, and
+    /// whether the view shows it. `Ok(None)` when it does not exist.
+    pub fn find_child(
+        &self,
+        dir: BorrowedFd<'_>,
+        dir_path: &RelPath,
+        name: &Name,
+    ) -> io::Result<Option<Found>> {
+        let stat = match sys::stat_at(dir, name) {
+            Ok(st) => st,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let path = dir_path.join(name);
+        let visible = self.admits(&path, &stat, || sys::readlink_child(dir, name));
+        Ok(Some(Found {
+            path,
+            stat,
+            visible,
+        }))
+    }
+
+    /// Opens `path` (`O_PATH`, a final symlink itself), reads it and whether the view shows it.
+    pub fn find(&self, path: &RelPath) -> io::Result<(OwnedFd, Stat, bool)> {
         let fd = sys::resolve(self.root(), path, Open::Path)?;
         let st = sys::fstat(fd.as_fd())?;
-        let verdict = if path.is_root() {
-            Ok(Verdict::Transit)
-        } else {
-            self.judge(path, &st, || sys::readlink(fd.as_fd()))
-        };
-        Ok((fd, st, verdict))
+        let visible = self.admits(path, &st, || sys::readlink(fd.as_fd()));
+        Ok((fd, st, visible))
     }
 
     /// The verdict on `path`, checking every ancestor on the way.
@@ -319,8 +368,10 @@ impl Scope {
             let Ok(name) = Name::new(&entry.name) else {
                 continue;
             };
-            if let Some((_, st, Ok(_))) = self.child(fd.as_fd(), dir, &name)? {
-                out.push((name, st));
+            if let Some(found) = self.find_child(fd.as_fd(), dir, &name)? {
+                if found.visible {
+                    out.push((name, found.stat));
+                }
             }
         }
         Ok(out)
