@@ -829,6 +829,8 @@ pub fn errno_name(errno: i32) -> String {
         libc::EEXIST => "EEXIST",
         libc::ENAMETOOLONG => "ENAMETOOLONG",
         libc::ENOTCONN => "ENOTCONN",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ENOTTY => "ENOTTY",
         libc::ECONNABORTED => "ECONNABORTED",
         libc::EIO => "EIO",
         libc::ENXIO => "ENXIO",

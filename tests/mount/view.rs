@@ -1113,3 +1113,182 @@ fn concurrent_readers_with_several_threads() {
         .expect("a reader thread failed");
     }
 }
+
+// --- more of the adversarial catalogue ----------------------------------------------------------
+
+#[test]
+fn large_directory_lists_exactly_the_visible_entries() {
+    let s = Scene::new();
+    let n = 3000;
+    for i in 0..n {
+        // Every other entry is hidden, so the daemon must filter across many readdir pages.
+        let name = if i % 2 == 0 {
+            format!("big/file-{i:05}-with-a-longish-name.txt")
+        } else {
+            format!("big/file-{i:05}-with-a-longish-name.pem")
+        };
+        s.file(name);
+    }
+    let _m = s.mount(&[]);
+    let names = listing(&s.m("big"));
+    let want: Vec<OsString> = (0..n)
+        .step_by(2)
+        .map(|i| OsString::from(format!("file-{i:05}-with-a-longish-name.txt")))
+        .collect();
+    assert_eq!(names.len(), want.len(), "number of entries listed");
+    assert_eq!(names, want, "entries listed");
+    // `ls -f` reads the directory with its own buffer size and keeps the raw order.
+    let out = Command::new("ls")
+        .arg("-f")
+        .arg(s.m("big"))
+        .output()
+        .expect("run ls -f");
+    assert!(out.status.success(), "ls -f: {out:?}");
+    let mut ls: Vec<&[u8]> = out.stdout.split(|b| *b == b'\n').collect();
+    ls.retain(|l| !l.is_empty() && *l != b"." && *l != b"..");
+    ls.sort();
+    ls.dedup();
+    assert_eq!(ls.len(), want.len(), "ls -f lists each visible entry once");
+}
+
+/// openat(2) relative to a directory descriptor.
+fn openat(dirfd: &impl std::os::fd::AsRawFd, name: &str, flags: i32) -> std::io::Result<fs::File> {
+    use std::os::fd::FromRawFd;
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: c is NUL-terminated; the mode is used only with O_CREAT.
+    let fd = unsafe {
+        libc::openat(
+            dirfd.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor owned by the File from here on.
+    Ok(unsafe { fs::File::from_raw_fd(fd) })
+}
+
+#[test]
+fn paths_longer_than_path_max_are_served() {
+    use std::os::fd::AsRawFd;
+    let s = Scene::new();
+    s.file("a.txt");
+    let name = "p".repeat(250);
+    let levels = 24; // about 6,000 bytes of path, past PATH_MAX (4096)
+
+    // Build the chain in SOURCE one component at a time.
+    let mut dir = fs::File::open(&s.src).unwrap();
+    for _ in 0..levels {
+        let c = std::ffi::CString::new(name.clone()).unwrap();
+        // SAFETY: c is NUL-terminated.
+        let rc = unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755) };
+        assert_eq!(rc, 0, "mkdirat: {}", std::io::Error::last_os_error());
+        dir = openat(&dir, &name, libc::O_DIRECTORY | libc::O_RDONLY).unwrap();
+    }
+    let mut leaf = openat(&dir, "leaf.txt", libc::O_CREAT | libc::O_WRONLY).unwrap();
+    std::io::Write::write_all(&mut leaf, b"deep\n").unwrap();
+    drop((leaf, dir));
+
+    let _m = s.mount(&[]);
+    let walk = || -> Result<String, String> {
+        let mut dir = fs::File::open(&s.mnt).unwrap();
+        for level in 1..=levels {
+            let p = format!("/proc/self/fd/{}", dir.as_raw_fd());
+            let names = listing(Path::new(&p));
+            if !names.contains(&OsString::from(&name)) {
+                return Err(format!("depth {level}: not listed ({names:?})"));
+            }
+            dir = openat(&dir, &name, libc::O_DIRECTORY | libc::O_RDONLY).map_err(|e| {
+                format!(
+                    "depth {level} ({} bytes of path) is listed, but opening it fails: {e}",
+                    level * 251
+                )
+            })?;
+        }
+        let leaf =
+            openat(&dir, "leaf.txt", libc::O_RDONLY).map_err(|e| format!("open the leaf: {e}"))?;
+        std::io::read_to_string(leaf).map_err(|e| format!("read the leaf: {e}"))
+    };
+    let result = walk();
+    // Whatever happened deep down, the daemon still answers.
+    assert_visible(&s, "a.txt");
+    assert_eq!(result, Ok("deep\n".to_owned()), "walking past PATH_MAX");
+}
+
+#[test]
+fn unix_socket_is_listed_but_never_reaches_the_real_one() {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let s = Scene::new();
+    s.file("a.txt");
+    let listener = UnixListener::bind(s.s("agent.sock")).expect("bind a socket in SOURCE");
+    listener.set_nonblocking(true).unwrap();
+    let _m = s.mount(&[]);
+    let meta = fs::symlink_metadata(s.m("agent.sock")).expect("the socket is visible");
+    assert!(meta.file_type().is_socket(), "type of agent.sock");
+    let sock = s.m("agent.sock");
+    let res = within(Duration::from_secs(10), "connect", move || {
+        UnixStream::connect(&sock).map(drop)
+    });
+    assert_errno(res, libc::ECONNREFUSED, "connect through the mount");
+    assert!(
+        listener.accept().is_err(),
+        "the real socket in SOURCE accepted a connection made through the mount"
+    );
+}
+
+#[test]
+fn posix_acls_and_system_xattrs_do_not_pass() {
+    let s = Scene::new();
+    let a = s.file("a.txt");
+    // An extended ACL: user::rw- user:1000:r-- group::r-- mask::r-- other::r--.
+    let mut acl = Vec::new();
+    acl.extend_from_slice(&2u32.to_le_bytes());
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, u32::MAX),
+        (0x02, 4, 1000),
+        (0x04, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    lsetxattr(&a, b"system.posix_acl_access", &acl).expect("set an ACL in SOURCE");
+    lsetxattr(&a, b"user.x", b"1").unwrap();
+    let _m = s.mount(&[]);
+    assert_errno(
+        lgetxattr(&s.m("a.txt"), b"system.posix_acl_access"),
+        libc::ENODATA,
+        "getxattr system.posix_acl_access",
+    );
+    assert_eq!(
+        llistxattr(&s.m("a.txt")).unwrap(),
+        vec![b"user.x".to_vec()],
+        "listxattr through the mount"
+    );
+}
+
+#[test]
+fn ioctls_answer_enotty() {
+    use std::os::fd::AsRawFd;
+    let s = Scene::new();
+    s.file("a.txt");
+    let _m = s.mount(&[]);
+    let f = fs::File::open(s.m("a.txt")).unwrap();
+    let mut flags: libc::c_long = 0;
+    // FS_IOC_GETFLAGS, what lsattr and chattr use.
+    const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+    // SAFETY: the argument points to a c_long the kernel may write.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_GETFLAGS, &mut flags) };
+    let res = if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(flags)
+    };
+    assert_errno(res, libc::ENOTTY, "FS_IOC_GETFLAGS through the mount");
+    assert_visible(&s, "a.txt");
+}
