@@ -490,3 +490,75 @@ fn allow_other_applies_kernel_permission_checks() {
     // Root still reads both.
     assert_eq!(fs::read(s.m("private.txt")).unwrap(), b"root only\n");
 }
+
+// --- more lifecycle -----------------------------------------------------------------------------
+
+#[test]
+fn relative_source_and_mountpoint_work() {
+    let s = Scene::new();
+    s.file("a.txt");
+    s.file(".env");
+    let mut cmd = scopefs();
+    cmd.current_dir(s.base()).args(["mount", "src", "mnt"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(30));
+    let mounted = mounts_at(&s.mnt).pop();
+    let result = std::panic::catch_unwind(|| {
+        assert!(
+            out.status.success(),
+            "mount with relative paths: {}\n{}",
+            out.status,
+            out.stderr
+        );
+        assert!(mounted.is_some(), "mounted at the absolute MOUNTPOINT");
+        assert_listing(&s.mnt, &["a.txt"]);
+        assert_visible(&s, "a.txt");
+    });
+    let mut cmd = scopefs();
+    cmd.current_dir(s.base()).args(["umount", "mnt"]);
+    let umount = run_with_timeout(cmd, Duration::from_secs(30));
+    cleanup_mount(&s.mnt, mounted.as_ref().map(daemon_pid));
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(
+        umount.status.success(),
+        "umount with a relative path: {}\n{}",
+        umount.status,
+        umount.stderr
+    );
+}
+
+#[test]
+fn sighup_reloads_the_policy_and_keeps_it_when_the_file_is_invalid() {
+    let s = Scene::new();
+    s.file("a.txt");
+    s.file("b.txt");
+    s.file("c.txt");
+    let policy = s.policy("[view]\nhide = [\"a.txt\"]\n");
+    let m = s.mount(&["-c", policy.to_str().unwrap()]);
+    assert_hidden(&s.mnt, "a.txt");
+    assert_visible(&s, "b.txt");
+
+    fs::write(&policy, "[view]\nhide = [\"b.txt\"]\n").unwrap();
+    signal(m.pid, libc::SIGHUP);
+    let reloaded = (0..60).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        fs::symlink_metadata(s.m("b.txt")).is_err() && fs::symlink_metadata(s.m("a.txt")).is_ok()
+    });
+    assert!(reloaded, "after SIGHUP the new hide list is not in force");
+    assert_hidden(&s.mnt, "b.txt");
+    assert_visible(&s, "a.txt");
+    assert!(alive(m.pid), "the daemon survives SIGHUP");
+
+    // An invalid file keeps the old policy.
+    fs::write(&policy, "[view]\nhide = \"c.txt\"\nbogus = 1\n").unwrap();
+    signal(m.pid, libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        alive(m.pid),
+        "the daemon survives SIGHUP with an invalid file"
+    );
+    assert_hidden(&s.mnt, "b.txt");
+    assert_visible(&s, "a.txt");
+    assert_visible(&s, "c.txt");
+}
