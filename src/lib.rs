@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod error;
 pub mod fuse;
+pub mod overlay;
 pub mod path;
 pub mod policy;
 #[allow(unsafe_code)]

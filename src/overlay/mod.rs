@@ -1,0 +1,1089 @@
+//! The overlay directory of SPEC §4: where `--writes overlay` puts every change, and what `diff`,
+//! `apply` and `discard` review afterwards.
+//!
+//! ```text
+//! OVERLAY/
+//!   overlay.toml   format = 1, source = "/canonical/SOURCE", created = "RFC3339 UTC"
+//!   upper/         created and copied-up entries at their view paths; a deletion is an empty regular file ".wh.NAME" (mode 0) beside where NAME was; an opaque directory (lower contents ignored) holds an empty file ".wh..wh..opq"
+//!   work/          scratch space on the same file system for atomic copy-up (build there, rename into upper); emptied at every open for mount
+//!   origins        append-only provenance: one line per path, the state of SOURCE at that path the FIRST time the overlay touched it:  "<percent-encoded path> absent" | "<path> dir" | "<path> file <ino> <size> <mtime_ns>" | "<path> symlink <ino> <size> <mtime_ns>" | "<path> other <ino> <size> <mtime_ns>"; the first line for a path wins; a torn last line is ignored; percent-encode every byte outside [A-Za-z0-9._~/+-] (and '%' itself)
+//!   lock           a file the live mount holds flock(LOCK_EX) on; apply/discard take it too (LOCK_NB) and refuse while a mount holds it
+//! ```
+//!
+//! Details the format leaves open, decided here:
+//! - In `origins` the root of SOURCE is written `.` (no [`RelPath`] component is ever `.`).
+//! - A SOURCE path that is not UTF-8 cannot be a TOML string: `overlay.toml` then carries
+//!   `source_pct`, the path percent-encoded as in `origins`, beside a lossy `source` for people;
+//!   `source_pct` wins when present.
+//! - The holder of `lock` writes its process id into it, so a refusal can name the process.
+//! - OVERLAY must not lie inside SOURCE: the agent would see, and could edit, its own overlay.
+//!
+//! This module owns the directory's layout, its lock and the provenance records. It reads
+//! `upper/` only through descriptors, never following a symlink, because everything in it was
+//! written by the agent (THREATS R11). It never touches SOURCE.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+use crate::error::CliError;
+use crate::path::{Name, RelPath};
+use crate::sys::{self, FileType, Open, fsops};
+
+/// The prefix of a whiteout: `.wh.NAME` in upper/ says NAME was deleted from the view.
+pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// The marker of an opaque directory: the lower directory's contents are not shown.
+pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+
+/// The version of the layout this code reads and writes.
+pub const FORMAT: i64 = 1;
+
+const CONFIG: &str = "overlay.toml";
+const UPPER: &str = "upper";
+const WORK: &str = "work";
+const ORIGINS: &str = "origins";
+const LOCK: &str = "lock";
+
+/// Why an overlay directory could not be opened. Each message names the problem and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum OverlayError {
+    #[error("cannot {action} {}: {source}; check the path and its permissions", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot create the overlay {}: its parent directory does not exist; create the parent first", .0.display())]
+    ParentMissing(PathBuf),
+    #[error("the overlay {} is not a directory; give a new or empty directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("{} is a non-empty directory but not a scopefs overlay (it has no overlay.toml); give a new or empty directory", .0.display())]
+    NotAnOverlay(PathBuf),
+    #[error("{} is not a scopefs overlay (no overlay.toml); give the directory that was passed to `mount --overlay`", .0.display())]
+    Missing(PathBuf),
+    #[error("{}: {problem}; the file is damaged or not a scopefs overlay, so review it by hand", path.display())]
+    BadConfig { path: PathBuf, problem: String },
+    #[error("{} has format {found}, which this scopefs (format {FORMAT}) cannot read; use the scopefs that made it", path.display())]
+    NewerFormat { path: PathBuf, found: i64 },
+    #[error("the overlay {} was made for SOURCE {}, not {}; mount {} with it, or give another overlay directory", dir.display(), recorded.display(), given.display(), recorded.display())]
+    WrongSource {
+        dir: PathBuf,
+        recorded: PathBuf,
+        given: PathBuf,
+    },
+    #[error("the overlay {} is inside SOURCE {}, where the agent could edit it; put it outside SOURCE", dir.display(), source_dir.display())]
+    InsideSource { dir: PathBuf, source_dir: PathBuf },
+    #[error("the overlay {} is in use by a live mount{}; unmount it first (`scopefs umount MOUNTPOINT`)", dir.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    InUse { dir: PathBuf, pid: Option<u32> },
+}
+
+impl From<OverlayError> for CliError {
+    fn from(err: OverlayError) -> Self {
+        match err {
+            OverlayError::Io { .. } => CliError::runtime(err.to_string()),
+            _ => CliError::usage(err.to_string()),
+        }
+    }
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> OverlayError {
+    let path = path.to_path_buf();
+    move |source| OverlayError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The state of SOURCE at a path, as recorded the first time the overlay touched the path and as
+/// compared again by `apply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LowerState {
+    Absent,
+    Dir,
+    File { ino: u64, size: u64, mtime_ns: i128 },
+    Symlink { ino: u64, size: u64, mtime_ns: i128 },
+    Other { ino: u64, size: u64, mtime_ns: i128 },
+}
+
+/// Nanoseconds since the epoch (negative before it).
+pub fn mtime_ns(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX),
+        Err(e) => -i128::try_from(e.duration().as_nanos()).unwrap_or(i128::MAX),
+    }
+}
+
+impl LowerState {
+    /// The state of an entry from its `stat` (`None`: nothing there).
+    pub fn of(stat: Option<&sys::Stat>) -> LowerState {
+        let Some(st) = stat else {
+            return LowerState::Absent;
+        };
+        let (ino, size, mtime_ns) = (st.ino, st.size, mtime_ns(st.mtime));
+        match st.kind {
+            FileType::Dir => LowerState::Dir,
+            FileType::File => LowerState::File {
+                ino,
+                size,
+                mtime_ns,
+            },
+            FileType::Symlink => LowerState::Symlink {
+                ino,
+                size,
+                mtime_ns,
+            },
+            FileType::Fifo | FileType::Socket | FileType::CharDevice | FileType::BlockDevice => {
+                LowerState::Other {
+                    ino,
+                    size,
+                    mtime_ns,
+                }
+            }
+        }
+    }
+
+    /// The record's words after the path, e.g. `file 12 5 1700000000000000000`.
+    fn to_words(self) -> String {
+        match self {
+            LowerState::Absent => "absent".into(),
+            LowerState::Dir => "dir".into(),
+            LowerState::File {
+                ino,
+                size,
+                mtime_ns,
+            } => format!("file {ino} {size} {mtime_ns}"),
+            LowerState::Symlink {
+                ino,
+                size,
+                mtime_ns,
+            } => format!("symlink {ino} {size} {mtime_ns}"),
+            LowerState::Other {
+                ino,
+                size,
+                mtime_ns,
+            } => format!("other {ino} {size} {mtime_ns}"),
+        }
+    }
+
+    fn from_words<'a>(mut words: impl Iterator<Item = &'a str>) -> Option<LowerState> {
+        let kind = words.next()?;
+        let mut nums = || -> Option<(u64, u64, i128)> {
+            let ino = words.next()?.parse().ok()?;
+            let size = words.next()?.parse().ok()?;
+            let mtime_ns = words.next()?.parse().ok()?;
+            Some((ino, size, mtime_ns))
+        };
+        let state = match kind {
+            "absent" => LowerState::Absent,
+            "dir" => LowerState::Dir,
+            "file" => {
+                let (ino, size, mtime_ns) = nums()?;
+                LowerState::File {
+                    ino,
+                    size,
+                    mtime_ns,
+                }
+            }
+            "symlink" => {
+                let (ino, size, mtime_ns) = nums()?;
+                LowerState::Symlink {
+                    ino,
+                    size,
+                    mtime_ns,
+                }
+            }
+            "other" => {
+                let (ino, size, mtime_ns) = nums()?;
+                LowerState::Other {
+                    ino,
+                    size,
+                    mtime_ns,
+                }
+            }
+            _ => return None,
+        };
+        words.next().is_none().then_some(state)
+    }
+}
+
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'/' | b'+' | b'-')
+}
+
+/// Percent-encodes every byte outside `[A-Za-z0-9._~/+-]`, `%` included, as `%XX`.
+pub fn percent_encode(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if is_plain(b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// The inverse of [`percent_encode`]; `None` for a malformed escape or an unescaped byte that
+/// should have been escaped.
+pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = char::from(bytes.next()?).to_digit(16)?;
+            let lo = char::from(bytes.next()?).to_digit(16)?;
+            out.push(u8::try_from(hi * 16 + lo).ok()?);
+        } else if is_plain(b) {
+            out.push(b);
+        } else {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// A path as written in `origins`: percent-encoded, the root as `.`.
+pub fn encode_path(path: &RelPath) -> String {
+    if path.is_root() {
+        ".".into()
+    } else {
+        percent_encode(path.as_bytes())
+    }
+}
+
+/// The inverse of [`encode_path`]; `None` unless the text is a normalised path.
+pub fn decode_path(text: &str) -> Option<RelPath> {
+    if text == "." {
+        return Some(RelPath::root());
+    }
+    let bytes = percent_decode(text)?;
+    let path = RelPath::parse(&bytes).ok()?;
+    (path.as_bytes() == bytes.as_slice() && !path.is_root()).then_some(path)
+}
+
+/// One line of `origins`, without its newline.
+fn origin_line(path: &RelPath, state: LowerState) -> String {
+    format!("{} {}", encode_path(path), state.to_words())
+}
+
+fn parse_origin_line(line: &str) -> Option<(RelPath, LowerState)> {
+    let mut words = line.split(' ');
+    let path = decode_path(words.next()?)?;
+    let state = LowerState::from_words(words)?;
+    Some((path, state))
+}
+
+/// Parses `origins`: complete lines only (a torn last line is ignored), the first record of a
+/// path wins, malformed lines are skipped.
+fn parse_origins(data: &[u8]) -> HashMap<RelPath, LowerState> {
+    let mut map = HashMap::new();
+    let complete = match data.iter().rposition(|b| *b == b'\n') {
+        Some(i) => data.get(..i).unwrap_or_default(),
+        None => return map,
+    };
+    for line in complete.split(|b| *b == b'\n') {
+        let parsed = std::str::from_utf8(line).ok().and_then(parse_origin_line);
+        match parsed {
+            Some((path, state)) => {
+                map.entry(path).or_insert(state);
+            }
+            None if line.is_empty() => {}
+            None => tracing::warn!(
+                line = %String::from_utf8_lossy(line),
+                "skipping a malformed line of the overlay's origins file"
+            ),
+        }
+    }
+    map
+}
+
+/// What the file system needs to know about upper/ when it mounts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpperIndex {
+    /// Every path in upper/ (files, directories, symlinks, others), not the `.wh.` markers.
+    pub entries: HashSet<RelPath>,
+    /// View paths deleted by a whiteout.
+    pub whiteouts: HashSet<RelPath>,
+    /// Directories holding the opaque marker (the root included when it holds one).
+    pub opaque: HashSet<RelPath>,
+    /// Sum of the sizes of regular files.
+    pub bytes: u64,
+    /// Number of entries, whiteouts and opaque markers included.
+    pub files: u64,
+}
+
+/// What one name in upper/ stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpperName {
+    /// An ordinary entry.
+    Entry(Name),
+    /// `.wh.NAME`: NAME is deleted.
+    Whiteout(Name),
+    /// `.wh..wh..opq`.
+    Opaque,
+    /// A `.wh.` name that names nothing valid (e.g. `.wh.` alone); ignored.
+    Invalid,
+}
+
+impl UpperName {
+    /// Classifies a name read from an upper directory.
+    pub fn classify(name: &Name) -> UpperName {
+        let bytes = name.as_bytes();
+        if bytes == OPAQUE_MARKER {
+            return UpperName::Opaque;
+        }
+        match bytes.strip_prefix(WHITEOUT_PREFIX) {
+            Some(rest) => match Name::new(rest) {
+                Ok(target) => UpperName::Whiteout(target),
+                Err(_) => UpperName::Invalid,
+            },
+            None => UpperName::Entry(name.clone()),
+        }
+    }
+}
+
+/// The `.wh.NAME` marker for `name`, or `None` when the result would be longer than a name may be.
+pub fn whiteout_name(name: &Name) -> Option<Name> {
+    let mut bytes = WHITEOUT_PREFIX.to_vec();
+    bytes.extend_from_slice(name.as_bytes());
+    Name::new(&bytes).ok()
+}
+
+/// The `origins` file: records in memory and, when the overlay may be changed, the handle
+/// appended to.
+struct Origins {
+    map: HashMap<RelPath, LowerState>,
+    file: Option<File>,
+}
+
+/// An open overlay directory.
+pub struct Overlay {
+    dir: PathBuf,
+    source: PathBuf,
+    upper: OwnedFd,
+    work: OwnedFd,
+    /// Held open for as long as the overlay is: closing it releases the flock.
+    _lock: Option<File>,
+    origins: Mutex<Origins>,
+}
+
+impl std::fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay")
+            .field("dir", &self.dir)
+            .field("source", &self.source)
+            .field("locked", &self._lock.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ConfigFile {
+    format: i64,
+    source: Option<String>,
+    source_pct: Option<String>,
+}
+
+fn read_config(dir: &Path) -> Result<Option<PathBuf>, OverlayError> {
+    let path = dir.join(CONFIG);
+    let text = match read_nofollow(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
+    let bad = |problem: String| OverlayError::BadConfig {
+        path: path.clone(),
+        problem,
+    };
+    let text = String::from_utf8(text).map_err(|_| bad("not UTF-8".into()))?;
+    let config: ConfigFile = toml::from_str(&text).map_err(|e| bad(e.message().to_string()))?;
+    if config.format > FORMAT {
+        return Err(OverlayError::NewerFormat {
+            path,
+            found: config.format,
+        });
+    }
+    if config.format != FORMAT {
+        return Err(bad(format!("unknown format {}", config.format)));
+    }
+    let source = match (config.source_pct, config.source) {
+        (Some(pct), _) => percent_decode(&pct)
+            .map(|b| PathBuf::from(std::ffi::OsString::from_vec(b)))
+            .ok_or_else(|| bad("source_pct is not percent-encoded".into()))?,
+        (None, Some(s)) => PathBuf::from(s),
+        (None, None) => return Err(bad("no source".into())),
+    };
+    if !source.is_absolute() {
+        return Err(bad("source is not an absolute path".into()));
+    }
+    Ok(Some(source))
+}
+
+fn config_text(source: &Path) -> String {
+    let bytes = source.as_os_str().as_bytes();
+    let quoted = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut text = format!("format = {FORMAT}\n");
+    match std::str::from_utf8(bytes) {
+        Ok(s) => text.push_str(&format!("source = {}\n", quoted(s))),
+        Err(_) => {
+            text.push_str(&format!(
+                "source = {}\n",
+                quoted(&String::from_utf8_lossy(bytes))
+            ));
+            text.push_str(&format!(
+                "source_pct = {}\n",
+                quoted(&percent_encode(bytes))
+            ));
+        }
+    }
+    text.push_str(&format!(
+        "created = {}\n",
+        quoted(&rfc3339(SystemTime::now()))
+    ));
+    text
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` in UTC.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn read_nofollow(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let mut out = Vec::new();
+    file.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Writes `data` to `dir/name` through `dir/name.tmp`, fsync'd, then renamed into place.
+fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)?;
+    file.write_all(data)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    File::open(dir)?.sync_all()
+}
+
+/// Takes the overlay's lock or says who holds it.
+fn take_lock(dir: &Path) -> Result<File, OverlayError> {
+    let path = dir.join(LOCK);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(io_err("open the lock file", &path))?;
+    if !fsops::try_lock_exclusive(&file).map_err(io_err("lock", &path))? {
+        let mut text = String::new();
+        let pid = file
+            .read_to_string(&mut text)
+            .ok()
+            .and_then(|_| text.trim().parse().ok());
+        return Err(OverlayError::InUse {
+            dir: dir.to_path_buf(),
+            pid,
+        });
+    }
+    let record = format!("{}\n", std::process::id());
+    file.set_len(0)
+        .and_then(|()| file.write_all(record.as_bytes()))
+        .map_err(io_err("write the lock file", &path))?;
+    Ok(file)
+}
+
+/// Makes `dir/name` a directory if it is not one yet; refuses a symlink or another type there.
+fn ensure_subdir(dir: &Path, name: &str) -> Result<(), OverlayError> {
+    let path = dir.join(name);
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(OverlayError::BadConfig {
+            path,
+            problem: "not a directory".into(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir(&path).map_err(io_err("create", &path))
+        }
+        Err(e) => Err(io_err("inspect", &path)(e)),
+    }
+}
+
+fn open_subdir(dir: &Path, name: &str) -> Result<OwnedFd, OverlayError> {
+    let path = dir.join(name);
+    let meta = std::fs::symlink_metadata(&path).map_err(io_err("open", &path))?;
+    if !meta.is_dir() {
+        return Err(OverlayError::BadConfig {
+            path,
+            problem: "not a directory".into(),
+        });
+    }
+    sys::open_root(&path).map_err(io_err("open", &path))
+}
+
+/// Opens `origins`; with `writable`, for appending too, after cutting a torn last line so the
+/// next record starts on a line of its own.
+fn open_origins(dir: &Path, writable: bool) -> Result<Origins, OverlayError> {
+    let path = dir.join(ORIGINS);
+    let data = match read_nofollow(&path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
+    let map = parse_origins(&data);
+    if !writable {
+        return Ok(Origins { map, file: None });
+    }
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(io_err("open", &path))?;
+    let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if complete != data.len() {
+        file.set_len(complete as u64)
+            .map_err(io_err("repair the torn last line of", &path))?;
+    }
+    Ok(Origins {
+        map,
+        file: Some(file),
+    })
+}
+
+/// Empties a directory through descriptors (never following a symlink inside it).
+pub fn empty_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    let fd = sys::resolve(dir, &RelPath::root(), Open::Dir)?;
+    for entry in sys::read_dir(fd.as_fd())? {
+        let Ok(name) = Name::new(&entry.name) else {
+            continue;
+        };
+        remove_tree_at(fd.as_fd(), &name)?;
+    }
+    Ok(())
+}
+
+/// Removes `name` from `dir` and, for a directory, everything beneath it, through descriptors;
+/// a symlink is removed itself. Missing entries are not an error.
+pub fn remove_tree_at(dir: BorrowedFd<'_>, name: &Name) -> io::Result<()> {
+    let st = match sys::stat_at(dir, name) {
+        Ok(st) => st,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if st.kind == FileType::Dir {
+        let child = sys::open_child_dir(dir, name)?;
+        empty_dir(child.as_fd())?;
+    }
+    match fsops::unlink_at(dir, name, st.kind == FileType::Dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+impl Overlay {
+    /// For `mount`: creates OVERLAY if missing (its parent must exist), or checks it is a scopefs
+    /// overlay (overlay.toml format 1) made for this canonical SOURCE (else a clear error naming
+    /// both paths); an existing non-empty directory without overlay.toml is refused; takes the
+    /// lock (LOCK_EX|LOCK_NB: if held, error "OVERLAY is in use by a live mount (pid N if
+    /// known)"); empties work/; returns the Overlay.
+    pub fn open_for_mount(dir: &Path, source: &Path) -> Result<Overlay, OverlayError> {
+        let source = std::fs::canonicalize(source).map_err(io_err("resolve SOURCE", source))?;
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(OverlayError::NotADirectory(dir.to_path_buf())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(OverlayError::ParentMissing(dir.to_path_buf()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("create", dir)(e)),
+            },
+            Err(e) => return Err(io_err("open", dir)(e)),
+        }
+        let dir = std::fs::canonicalize(dir).map_err(io_err("resolve", dir))?;
+        if dir.starts_with(&source) {
+            return Err(OverlayError::InsideSource {
+                dir,
+                source_dir: source,
+            });
+        }
+        let check_existing = |dir: &Path| -> Result<bool, OverlayError> {
+            match read_config(dir)? {
+                Some(recorded) if recorded == source => Ok(true),
+                Some(recorded) => Err(OverlayError::WrongSource {
+                    dir: dir.to_path_buf(),
+                    recorded,
+                    given: source.clone(),
+                }),
+                None => Ok(false),
+            }
+        };
+        let initialised = check_existing(&dir)?;
+        if !initialised {
+            let mut entries = std::fs::read_dir(&dir).map_err(io_err("list", &dir))?;
+            // Only a lock file left by a mount racing to create the same overlay is tolerated.
+            let foreign = entries.any(|e| e.map_or(true, |e| e.file_name() != LOCK));
+            if foreign {
+                return Err(OverlayError::NotAnOverlay(dir));
+            }
+        }
+        let lock = take_lock(&dir)?;
+        if !check_existing(&dir)? {
+            write_atomic(&dir, CONFIG, config_text(&source).as_bytes())
+                .map_err(io_err("write overlay.toml in", &dir))?;
+        }
+        ensure_subdir(&dir, UPPER)?;
+        ensure_subdir(&dir, WORK)?;
+        let upper = open_subdir(&dir, UPPER)?;
+        let work = open_subdir(&dir, WORK)?;
+        empty_dir(work.as_fd()).map_err(io_err("empty", &dir.join(WORK)))?;
+        let origins = open_origins(&dir, true)?;
+        Ok(Overlay {
+            dir,
+            source,
+            upper,
+            work,
+            _lock: Some(lock),
+            origins: Mutex::new(origins),
+        })
+    }
+
+    /// For diff: no lock needed (read-only). For apply/discard: with_lock = true (refuse if held).
+    pub fn open_for_review(dir: &Path, with_lock: bool) -> Result<Overlay, OverlayError> {
+        let meta = std::fs::metadata(dir).map_err(io_err("open the overlay", dir))?;
+        if !meta.is_dir() {
+            return Err(OverlayError::NotADirectory(dir.to_path_buf()));
+        }
+        let dir = std::fs::canonicalize(dir).map_err(io_err("resolve", dir))?;
+        let source = read_config(&dir)?.ok_or_else(|| OverlayError::Missing(dir.clone()))?;
+        let lock = if with_lock {
+            Some(take_lock(&dir)?)
+        } else {
+            None
+        };
+        let upper = open_subdir(&dir, UPPER)?;
+        let work = open_subdir(&dir, WORK)?;
+        let origins = open_origins(&dir, with_lock)?;
+        Ok(Overlay {
+            dir,
+            source,
+            upper,
+            work,
+            _lock: lock,
+            origins: Mutex::new(origins),
+        })
+    }
+
+    /// The overlay directory (canonical).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The canonical SOURCE recorded in overlay.toml.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// `O_PATH` directory descriptor of upper/.
+    pub fn upper(&self) -> BorrowedFd<'_> {
+        self.upper.as_fd()
+    }
+
+    /// `O_PATH` directory descriptor of work/.
+    pub fn work(&self) -> BorrowedFd<'_> {
+        self.work.as_fd()
+    }
+
+    /// Whether this overlay holds the lock (opened for mount, apply or discard).
+    pub fn is_locked(&self) -> bool {
+        self._lock.is_some()
+    }
+
+    /// Records the lower state of `path` unless the path already has a record; appends a line
+    /// and fdatasyncs before returning. Thread-safe (&self; internal Mutex).
+    pub fn record_origin(&self, path: &RelPath, state: LowerState) -> io::Result<()> {
+        let mut origins = self.origins.lock();
+        if origins.map.contains_key(path) {
+            return Ok(());
+        }
+        let Some(file) = origins.file.as_mut() else {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the overlay was opened read-only for review",
+            ));
+        };
+        let line = format!("{}\n", origin_line(path, state));
+        file.write_all(line.as_bytes())?;
+        file.sync_data()?;
+        origins.map.insert(path.clone(), state);
+        Ok(())
+    }
+
+    /// The recorded lower state of `path`, if the overlay has touched it.
+    pub fn origin(&self, path: &RelPath) -> Option<LowerState> {
+        self.origins.lock().map.get(path).copied()
+    }
+
+    /// Rewrites `origins` keeping only the records for which `keep` is true (temporary file and
+    /// rename), then appends to the new file. Needs the lock.
+    pub fn retain_origins(&self, keep: impl Fn(&RelPath) -> bool) -> io::Result<()> {
+        let mut origins = self.origins.lock();
+        if origins.file.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the overlay was opened read-only for review",
+            ));
+        }
+        origins.map.retain(|path, _| keep(path));
+        let mut records: Vec<(&RelPath, &LowerState)> = origins.map.iter().collect();
+        records.sort_by(|a, b| a.0.cmp(b.0));
+        let mut text = String::new();
+        for (path, state) in records {
+            text.push_str(&origin_line(path, *state));
+            text.push('\n');
+        }
+        write_atomic(&self.dir, ORIGINS, text.as_bytes())?;
+        let file = OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(self.dir.join(ORIGINS))?;
+        origins.file = Some(file);
+        Ok(())
+    }
+
+    /// Walks upper/ (through descriptors, never following symlinks) and returns what the file
+    /// system needs at mount: every upper path (files, dirs, symlinks; not the .wh.* markers),
+    /// the whiteouts (view paths deleted), the opaque directories, and the usage (bytes = sum of
+    /// regular file sizes, files = number of entries incl. whiteouts).
+    pub fn scan(&self) -> io::Result<UpperIndex> {
+        let mut index = UpperIndex::default();
+        let mut stack = vec![RelPath::root()];
+        while let Some(dir_path) = stack.pop() {
+            let dir = sys::resolve(self.upper(), &dir_path, Open::Dir)?;
+            for entry in sys::read_dir(dir.as_fd())? {
+                let Ok(name) = Name::new(&entry.name) else {
+                    continue;
+                };
+                match UpperName::classify(&name) {
+                    UpperName::Opaque => {
+                        index.opaque.insert(dir_path.clone());
+                        index.files += 1;
+                    }
+                    UpperName::Whiteout(target) => {
+                        index.whiteouts.insert(dir_path.join(&target));
+                        index.files += 1;
+                    }
+                    UpperName::Invalid => {
+                        tracing::warn!(dir = %dir_path, name = %name, "ignoring an invalid whiteout name in the overlay");
+                    }
+                    UpperName::Entry(name) => {
+                        let st = match sys::stat_at(dir.as_fd(), &name) {
+                            Ok(st) => st,
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                            Err(e) => return Err(e),
+                        };
+                        let path = dir_path.join(&name);
+                        index.files += 1;
+                        match st.kind {
+                            FileType::File => index.bytes = index.bytes.saturating_add(st.size),
+                            FileType::Dir => stack.push(path.clone()),
+                            _ => {}
+                        }
+                        index.entries.insert(path);
+                    }
+                }
+            }
+        }
+        Ok(index)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::parse(s.as_bytes()).unwrap()
+    }
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        source: PathBuf,
+        overlay: PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = tmp.path().join("src");
+        std::fs::create_dir(&source).unwrap();
+        let overlay = tmp.path().join("ov");
+        Fixture {
+            source,
+            overlay,
+            _tmp: tmp,
+        }
+    }
+
+    #[test]
+    fn create_then_reopen() {
+        let f = fixture();
+        let ov = Overlay::open_for_mount(&f.overlay, &f.source).unwrap();
+        let canon = std::fs::canonicalize(&f.source).unwrap();
+        assert_eq!(ov.source(), canon);
+        for name in [CONFIG, UPPER, WORK, ORIGINS, LOCK] {
+            assert!(f.overlay.join(name).exists(), "{name}");
+        }
+        let config = std::fs::read_to_string(f.overlay.join(CONFIG)).unwrap();
+        assert!(config.starts_with("format = 1\nsource = "), "{config}");
+        assert!(config.contains("created = \"20"), "{config}");
+        std::fs::write(f.overlay.join("work/junk"), b"x").unwrap();
+        std::fs::create_dir(f.overlay.join("work/d")).unwrap();
+        std::fs::write(f.overlay.join("work/d/y"), b"x").unwrap();
+        drop(ov);
+        let ov = Overlay::open_for_mount(&f.overlay, &f.source).unwrap();
+        assert_eq!(
+            std::fs::read_dir(f.overlay.join("work")).unwrap().count(),
+            0
+        );
+        drop(ov);
+        let review = Overlay::open_for_review(&f.overlay, false).unwrap();
+        assert_eq!(review.source(), canon);
+        assert!(!review.is_locked());
+    }
+
+    #[test]
+    fn wrong_source_and_foreign_dirs_are_refused() {
+        let f = fixture();
+        drop(Overlay::open_for_mount(&f.overlay, &f.source).unwrap());
+        let other = f.source.parent().unwrap().join("other");
+        std::fs::create_dir(&other).unwrap();
+        let err = Overlay::open_for_mount(&f.overlay, &other).unwrap_err();
+        assert!(matches!(err, OverlayError::WrongSource { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("/src") && msg.contains("/other"), "{msg}");
+
+        let foreign = f.source.parent().unwrap().join("foreign");
+        std::fs::create_dir(&foreign).unwrap();
+        std::fs::write(foreign.join("notes"), b"x").unwrap();
+        let err = Overlay::open_for_mount(&foreign, &f.source).unwrap_err();
+        assert!(matches!(err, OverlayError::NotAnOverlay(_)), "{err}");
+        assert!(matches!(
+            Overlay::open_for_review(&foreign, false).unwrap_err(),
+            OverlayError::Missing(_)
+        ));
+
+        let empty = f.source.parent().unwrap().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert!(Overlay::open_for_mount(&empty, &f.source).is_ok());
+
+        let orphan = f.source.parent().unwrap().join("no/such/dir");
+        let err = Overlay::open_for_mount(&orphan, &f.source).unwrap_err();
+        assert!(matches!(err, OverlayError::ParentMissing(_)), "{err}");
+
+        let inside = f.source.join("ov");
+        let err = Overlay::open_for_mount(&inside, &f.source).unwrap_err();
+        assert!(matches!(err, OverlayError::InsideSource { .. }), "{err}");
+
+        std::fs::write(f.overlay.join(CONFIG), "format = 7\nsource = \"/x\"\n").unwrap();
+        let err = Overlay::open_for_review(&f.overlay, false).unwrap_err();
+        assert!(matches!(err, OverlayError::NewerFormat { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_lock_is_exclusive() {
+        let f = fixture();
+        let ov = Overlay::open_for_mount(&f.overlay, &f.source).unwrap();
+        let err = Overlay::open_for_mount(&f.overlay, &f.source).unwrap_err();
+        match &err {
+            OverlayError::InUse { pid, .. } => assert_eq!(*pid, Some(std::process::id())),
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains("in use by a live mount (pid "));
+        assert!(Overlay::open_for_review(&f.overlay, true).is_err());
+        assert!(Overlay::open_for_review(&f.overlay, false).is_ok());
+        drop(ov);
+        let review = Overlay::open_for_review(&f.overlay, true).unwrap();
+        assert!(Overlay::open_for_mount(&f.overlay, &f.source).is_err());
+        drop(review);
+        assert!(Overlay::open_for_mount(&f.overlay, &f.source).is_ok());
+    }
+
+    #[test]
+    fn origins_first_record_wins_and_torn_lines_are_ignored() {
+        let f = fixture();
+        let ov = Overlay::open_for_mount(&f.overlay, &f.source).unwrap();
+        let file = LowerState::File {
+            ino: 7,
+            size: 3,
+            mtime_ns: -5,
+        };
+        ov.record_origin(&p("a/b"), file).unwrap();
+        ov.record_origin(&p("a/b"), LowerState::Absent).unwrap();
+        ov.record_origin(&p("new"), LowerState::Absent).unwrap();
+        ov.record_origin(&RelPath::root(), LowerState::Dir).unwrap();
+        assert_eq!(ov.origin(&p("a/b")), Some(file));
+        drop(ov);
+        let text = std::fs::read_to_string(f.overlay.join(ORIGINS)).unwrap();
+        assert_eq!(text, "a/b file 7 3 -5\nnew absent\n. dir\n");
+        // A crash mid-append leaves a torn line; a duplicate later line never wins.
+        let mut torn = OpenOptions::new()
+            .append(true)
+            .open(f.overlay.join(ORIGINS))
+            .unwrap();
+        torn.write_all(b"new dir\nx sym").unwrap();
+        drop(torn);
+        let review = Overlay::open_for_review(&f.overlay, false).unwrap();
+        assert_eq!(review.origin(&p("new")), Some(LowerState::Absent));
+        assert_eq!(review.origin(&p("x")), None);
+        drop(review);
+        let ov = Overlay::open_for_mount(&f.overlay, &f.source).unwrap();
+        ov.record_origin(&p("x"), LowerState::Dir).unwrap();
+        drop(ov);
+        let text = std::fs::read_to_string(f.overlay.join(ORIGINS)).unwrap();
+        assert!(text.ends_with("new dir\nx dir\n"), "{text}");
+        let ov = Overlay::open_for_review(&f.overlay, true).unwrap();
+        assert_eq!(ov.origin(&p("x")), Some(LowerState::Dir));
+        ov.retain_origins(|path| !path.starts_with(&p("a")))
+            .unwrap();
+        ov.record_origin(&p("z"), LowerState::Absent).unwrap();
+        drop(ov);
+        let text = std::fs::read_to_string(f.overlay.join(ORIGINS)).unwrap();
+        assert_eq!(text, ". dir\nnew absent\nx dir\nz absent\n");
+        let review = Overlay::open_for_review(&f.overlay, false).unwrap();
+        assert!(review.record_origin(&p("q"), LowerState::Absent).is_err());
+    }
+
+    #[test]
+    fn percent_encoding_round_trips() {
+        let all: Vec<u8> = (0u8..=255).collect();
+        assert_eq!(percent_decode(&percent_encode(&all)).unwrap(), all);
+        assert_eq!(percent_encode(b"a b%\n\xff/c.rs"), "a%20b%25%0A%FF/c.rs");
+        let weird = RelPath::parse(b"d\xffir/new\nline %20 .wh.x").unwrap();
+        let enc = encode_path(&weird);
+        assert!(!enc.contains(' ') && !enc.contains('\n'));
+        assert_eq!(decode_path(&enc), Some(weird.clone()));
+        assert_eq!(decode_path("."), Some(RelPath::root()));
+        assert_eq!(decode_path("a/../b"), None);
+        assert_eq!(decode_path("a//b"), None);
+        assert_eq!(decode_path("a%2"), None);
+        assert_eq!(decode_path("a b"), None);
+        let line = origin_line(
+            &weird,
+            LowerState::Symlink {
+                ino: 1,
+                size: 2,
+                mtime_ns: 3,
+            },
+        );
+        assert_eq!(
+            parse_origin_line(&line),
+            Some((
+                weird,
+                LowerState::Symlink {
+                    ino: 1,
+                    size: 2,
+                    mtime_ns: 3
+                }
+            ))
+        );
+        assert_eq!(parse_origin_line("a file 1 2"), None);
+        assert_eq!(parse_origin_line("a dir extra"), None);
+    }
+
+    #[test]
+    fn non_utf8_source_is_recorded_exactly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = tmp
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"s\xffrc \"q\""));
+        std::fs::create_dir(&source).unwrap();
+        let dir = tmp.path().join("ov");
+        drop(Overlay::open_for_mount(&dir, &source).unwrap());
+        let review = Overlay::open_for_review(&dir, false).unwrap();
+        assert_eq!(review.source(), std::fs::canonicalize(&source).unwrap());
+        assert!(Overlay::open_for_mount(&dir, &source).is_ok());
+    }
+
+    #[test]
+    fn scan_finds_entries_whiteouts_and_opaque_dirs() {
+        let f = fixture();
+        let ov = Overlay::open_for_mount(&f.overlay, &f.source).unwrap();
+        let up = f.overlay.join(UPPER);
+        std::fs::create_dir_all(up.join("a/b")).unwrap();
+        std::fs::write(up.join("a/b/f"), b"12345").unwrap();
+        std::fs::write(up.join("top"), b"xy").unwrap();
+        std::fs::write(up.join("a/.wh.gone"), b"").unwrap();
+        std::fs::write(up.join(".wh.old"), b"").unwrap();
+        std::fs::write(up.join("a/b/.wh..wh..opq"), b"").unwrap();
+        std::fs::write(up.join(".wh."), b"").unwrap();
+        symlink("/etc", up.join("link")).unwrap();
+        // A symlink to a directory is listed, never entered.
+        std::fs::create_dir(f.source.join("outside")).unwrap();
+        std::fs::write(f.source.join("outside/secret"), b"zzzzzzzz").unwrap();
+        symlink(f.source.join("outside"), up.join("a/escape")).unwrap();
+        let index = ov.scan().unwrap();
+        let set = |v: &[&str]| v.iter().map(|s| p(s)).collect::<HashSet<_>>();
+        assert_eq!(
+            index.entries,
+            set(&["a", "a/b", "a/b/f", "top", "link", "a/escape"])
+        );
+        assert_eq!(index.whiteouts, set(&["a/gone", "old"]));
+        assert_eq!(index.opaque, set(&["a/b"]));
+        assert_eq!(index.bytes, 7);
+        assert_eq!(index.files, 9);
+    }
+
+    #[test]
+    fn rfc3339_is_utc() {
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_709_251_199);
+        assert_eq!(rfc3339(t), "2024-02-29T23:59:59Z");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
+}
