@@ -17,8 +17,9 @@ use fuser::{
 };
 
 use crate::path::{Name, NameError};
+use crate::sys::write::SetTime;
 use crate::sys::{self, Stat};
-use crate::view::{Entry, FsError, FsResult, View};
+use crate::view::{Caller, Entry, FsError, FsResult, SetAttr, View};
 
 /// How long the kernel may cache entries and attributes before asking again.
 const TTL: Duration = Duration::from_secs(1);
@@ -109,16 +110,17 @@ fn xattr(reply: ReplyXattr, result: FsResult<Vec<u8>>, size: u32, op: &str) {
     }
 }
 
-impl ScopeFs {
-    /// The result of every request that would change the view; names are validated first so
-    /// that a malformed name is still `EINVAL`/`ENAMETOOLONG`.
-    fn denied(&self, names: &[&OsStr]) -> FsError {
-        for n in names {
-            if let Err(e) = name(n) {
-                return e;
-            }
-        }
-        self.view.write_denied()
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn set_time(t: TimeOrNow) -> SetTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => SetTime::At(t),
+        TimeOrNow::Now => SetTime::Now,
     }
 }
 
@@ -143,8 +145,8 @@ impl Filesystem for ScopeFs {
         self.view.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.view.getattr(ino.0) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.view.getattr(ino.0, fh.map(|fh| fh.0)) {
             Ok(st) => reply.attr(&TTL, &attr(&st)),
             Err(e) => reply.error(fail("getattr", &e)),
         }
@@ -152,27 +154,37 @@ impl Filesystem for ScopeFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let err = match self.view.getattr(ino.0) {
-            Ok(_) => self.denied(&[]),
-            Err(e) => e,
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(set_time),
+            mtime: mtime.map(set_time),
         };
-        reply.error(fail("setattr", &err));
+        match self
+            .view
+            .setattr(ino.0, set, fh.map(|fh| fh.0), caller(req))
+        {
+            Ok(st) => reply.attr(&TTL, &attr(&st)),
+            Err(e) => reply.error(fail("setattr", &e)),
+        }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -184,70 +196,86 @@ impl Filesystem for ScopeFs {
 
     fn mknod(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        req: &Request,
+        parent: INodeNo,
+        name_os: &OsStr,
+        mode: u32,
+        umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(fail("mknod", &self.denied(&[name])));
+        let result =
+            name(name_os).and_then(|n| self.view.mknod(parent.0, &n, mode, umask, caller(req)));
+        entry(reply, result, "mknod");
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        req: &Request,
+        parent: INodeNo,
+        name_os: &OsStr,
+        mode: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(fail("mkdir", &self.denied(&[name])));
+        let result =
+            name(name_os).and_then(|n| self.view.mkdir(parent.0, &n, mode, umask, caller(req)));
+        entry(reply, result, "mkdir");
     }
 
-    fn unlink(&self, _req: &Request, _parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply.error(fail("unlink", &self.denied(&[name])));
+    fn unlink(&self, _req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEmpty) {
+        let result = name(name_os).and_then(|n| self.view.remove(parent.0, &n, false));
+        empty(reply, result, "unlink");
     }
 
-    fn rmdir(&self, _req: &Request, _parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply.error(fail("rmdir", &self.denied(&[name])));
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEmpty) {
+        let result = name(name_os).and_then(|n| self.view.remove(parent.0, &n, true));
+        empty(reply, result, "rmdir");
     }
 
     fn symlink(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
+        req: &Request,
+        parent: INodeNo,
         link_name: &OsStr,
-        _target: &Path,
+        target: &Path,
         reply: ReplyEntry,
     ) {
-        reply.error(fail("symlink", &self.denied(&[link_name])));
+        let result = name(link_name).and_then(|n| {
+            self.view
+                .symlink(parent.0, &n, target.as_os_str().as_bytes(), caller(req))
+        });
+        entry(reply, result, "symlink");
     }
 
     fn rename(
         &self,
         _req: &Request,
-        _parent: INodeNo,
-        name: &OsStr,
-        _newparent: INodeNo,
+        parent: INodeNo,
+        name_os: &OsStr,
+        newparent: INodeNo,
         newname: &OsStr,
-        _flags: RenameFlags,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(fail("rename", &self.denied(&[name, newname])));
+        let result = name(name_os).and_then(|from| {
+            let to = name(newname)?;
+            self.view
+                .rename(parent.0, &from, newparent.0, &to, flags.bits())
+        });
+        empty(reply, result, "rename");
     }
 
     fn link(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
+        ino: INodeNo,
+        newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(fail("link", &self.denied(&[newname])));
+        let result = name(newname).and_then(|n| self.view.link(ino.0, newparent.0, &n));
+        entry(reply, result, "link");
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -278,15 +306,18 @@ impl Filesystem for ScopeFs {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
         _write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        reply.error(fail("write", &self.denied(&[])));
+        match self.view.write(fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(fail("write", &e)),
+        }
     }
 
     fn flush(
@@ -318,11 +349,11 @@ impl Filesystem for ScopeFs {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
+        fh: FileHandle,
+        datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        empty(reply, self.view.fsync(fh.0, datasync), "fsync");
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -382,7 +413,7 @@ impl Filesystem for ScopeFs {
         let dots = [(dir.ino, "."), (dir.parent, "..")];
         for (i, (ino, dot)) in dots.iter().enumerate().skip(offset as usize) {
             // The kernel takes no reference on "." and "..", so no lookup is counted.
-            let Ok(st) = self.view.getattr(*ino) else {
+            let Ok(st) = self.view.getattr(*ino, None) else {
                 continue;
             };
             if reply.add(
@@ -448,13 +479,15 @@ impl Filesystem for ScopeFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let result = self.view.getattr(ino.0).and_then(|_| Err(self.denied(&[])));
+        let result = self
+            .view
+            .set_xattr(ino.0, name.as_bytes(), Some(value), flags);
         empty(reply, result, "setxattr");
     }
 
@@ -471,8 +504,8 @@ impl Filesystem for ScopeFs {
         xattr(reply, self.view.listxattr(ino.0), size, "listxattr");
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        let result = self.view.getattr(ino.0).and_then(|_| Err(self.denied(&[])));
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let result = self.view.set_xattr(ino.0, name.as_bytes(), None, 0);
         empty(reply, result, "removexattr");
     }
 
@@ -482,15 +515,26 @@ impl Filesystem for ScopeFs {
 
     fn create(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        req: &Request,
+        parent: INodeNo,
+        name_os: &OsStr,
+        mode: u32,
+        umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        reply.error(fail("create", &self.denied(&[name])));
+        let result =
+            name(name_os).and_then(|n| self.view.create(parent.0, &n, mode, umask, caller(req)));
+        match result {
+            Ok((e, fh)) => reply.created(
+                &TTL,
+                &attr(&e.attr),
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(fail("create", &e)),
+        }
     }
 
     fn ioctl(
@@ -511,13 +555,17 @@ impl Filesystem for ScopeFs {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _length: u64,
-        _mode: i32,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
         reply: ReplyEmpty,
     ) {
-        reply.error(fail("fallocate", &self.denied(&[])));
+        empty(
+            reply,
+            self.view.fallocate(fh.0, mode, offset, length),
+            "fallocate",
+        );
     }
 
     fn copy_file_range(
@@ -533,6 +581,8 @@ impl Filesystem for ScopeFs {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        reply.error(fail("copy_file_range", &self.denied(&[])));
+        // Not offered: the kernel remembers and falls back to reads and writes, which the view
+        // checks.
+        reply.error(Errno::from_i32(libc::ENOSYS));
     }
 }

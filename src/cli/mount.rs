@@ -21,9 +21,10 @@ use signal_hook::iterator::Signals;
 use crate::cli::PolicyArgs;
 use crate::error::{CliError, CliResult, ExitCode};
 use crate::fuse::ScopeFs;
+use crate::overlay::Overlay;
 use crate::policy::{Policy, WriteMode};
 use crate::sys::{self, mountinfo};
-use crate::view::View;
+use crate::view::{Upper, UpperLimits, View, Writes};
 
 /// How long `mount` waits for the daemon to answer before giving up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -83,16 +84,6 @@ impl MountCmd {
 /// Checks the policy, SOURCE, MOUNTPOINT and the FUSE device; nothing is mounted yet.
 pub fn prepare(args: &PolicyArgs, source: &Path, mountpoint: &Path) -> CliResult<Prepared> {
     let policy = Policy::from_args(args).map_err(|e| CliError::usage(e.first_line()))?;
-    if policy.write_mode() != WriteMode::Deny {
-        return Err(CliError::usage(format!(
-            "writes.mode = \"{}\" is not available in this version of scopefs; use \"deny\" (the default)",
-            match policy.write_mode() {
-                WriteMode::Overlay => "overlay",
-                WriteMode::Direct => "direct",
-                WriteMode::Deny => "deny",
-            }
-        )));
-    }
     let source = check_source(source)?;
     let mountpoint = check_mountpoint(mountpoint)?;
     if mountpoint.starts_with(&source) {
@@ -102,12 +93,45 @@ pub fn prepare(args: &PolicyArgs, source: &Path, mountpoint: &Path) -> CliResult
             source.display()
         )));
     }
+    if let Some(overlay) = policy.overlay_dir() {
+        check_overlay(overlay, &source, &mountpoint)?;
+    } else if policy.write_mode() == WriteMode::Overlay {
+        return Err(CliError::usage(
+            "writes.mode = \"overlay\" needs an overlay directory: set [writes] overlay in the policy or pass --overlay DIR",
+        ));
+    }
     check_fuse_device()?;
     Ok(Prepared {
         policy,
         source,
         mountpoint,
     })
+}
+
+/// The overlay must lie outside SOURCE and MOUNTPOINT (the agent would see it, or it would
+/// shadow itself); its own format is checked when the daemon opens it.
+fn check_overlay(overlay: &Path, source: &Path, mountpoint: &Path) -> CliResult {
+    let parent = overlay
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let canonical_parent = std::fs::canonicalize(parent).map_err(|e| {
+        CliError::usage(format!(
+            "OVERLAY {}: its parent directory cannot be used ({e}): create it first",
+            overlay.display()
+        ))
+    })?;
+    let canonical = match overlay.file_name() {
+        Some(name) => canonical_parent.join(name),
+        None => canonical_parent,
+    };
+    if canonical.starts_with(source) || canonical.starts_with(mountpoint) {
+        return Err(CliError::usage(format!(
+            "OVERLAY {} lies inside SOURCE or MOUNTPOINT: put it outside both, e.g. next to SOURCE",
+            overlay.display()
+        )));
+    }
+    Ok(())
 }
 
 fn check_source(source: &Path) -> CliResult<PathBuf> {
@@ -273,7 +297,11 @@ fn serve(prepared: Prepared, options: &MountOptions) -> CliResult {
         Ok(m) => Arc::new(m),
         Err(e) => return report(CliError::usage(e.first_line())),
     };
-    let view = match View::new(&prepared.source, matcher) {
+    let writes = match open_writes(&prepared) {
+        Ok(w) => w,
+        Err(e) => return report(e),
+    };
+    let view = match View::new(&prepared.source, matcher, writes) {
         Ok(v) => Arc::new(v),
         Err(e) => {
             return report(CliError::runtime(format!(
@@ -340,6 +368,29 @@ fn serve(prepared: Prepared, options: &MountOptions) -> CliResult {
     session
         .run()
         .map_err(|e| CliError::runtime(format!("the file system stopped: {e}")))
+}
+
+/// The writable layer the policy asks for; in overlay mode this opens and locks OVERLAY.
+fn open_writes(prepared: &Prepared) -> CliResult<Writes> {
+    Ok(match prepared.policy.write_mode() {
+        WriteMode::Deny => Writes::Deny,
+        WriteMode::Direct => Writes::Direct,
+        WriteMode::Overlay => {
+            let Some(dir) = prepared.policy.overlay_dir() else {
+                return Err(CliError::usage("no overlay directory: pass --overlay DIR"));
+            };
+            let overlay = Overlay::open_for_mount(dir, &prepared.source)
+                .map_err(|e| CliError::usage(e.to_string()))?;
+            let limits = prepared.policy.limits();
+            let limits = UpperLimits {
+                bytes: limits.overlay_bytes,
+                files: limits.overlay_files,
+            };
+            Writes::Overlay(Box::new(Upper::new(overlay, limits).map_err(|e| {
+                CliError::runtime(format!("cannot read the overlay {}: {e}", dir.display()))
+            })?))
+        }
+    })
 }
 
 /// As root: mounts with mount(2) directly, typed `fuse.scopefs`, and starts a session on the

@@ -8,6 +8,7 @@
 
 pub mod fsops;
 pub mod mountinfo;
+pub mod write;
 
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
@@ -75,8 +76,34 @@ pub fn resolve(root: BorrowedFd<'_>, rel: &RelPath, how: Open) -> io::Result<Own
         Open::Path => libc::O_PATH | libc::O_NOFOLLOW,
         Open::Dir => libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
     } | libc::O_CLOEXEC;
-    openat2(root, rel.as_os_str(), flags)
+    let bytes = rel.as_bytes();
+    if bytes.len() < CHUNK {
+        return openat2(root, rel.as_os_str(), flags);
+    }
+    // Past PATH_MAX: walk in chunks of whole components, each beneath the last.
+    let mut dir: Option<OwnedFd> = None;
+    let mut rest = bytes;
+    while rest.len() >= CHUNK {
+        let cut = rest
+            .get(..CHUNK)
+            .and_then(|head| head.iter().rposition(|b| *b == b'/'))
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENAMETOOLONG))?;
+        let (head, tail) = rest.split_at(cut);
+        let base = dir.as_ref().map_or(root, |d| d.as_fd());
+        let step = openat2(
+            base,
+            OsStr::from_bytes(head),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )?;
+        dir = Some(step);
+        rest = tail.get(1..).unwrap_or_default();
+    }
+    let base = dir.as_ref().map_or(root, |d| d.as_fd());
+    openat2(base, OsStr::from_bytes(rest), flags)
 }
+
+/// Paths this long or longer are resolved in several steps (PATH_MAX is 4096).
+const CHUNK: usize = 4000;
 
 /// `struct open_how` of linux/openat2.h (libc's is non-exhaustive, so it cannot be built here).
 #[repr(C)]
@@ -349,32 +376,29 @@ fn proc_fd_dir() -> Option<&'static OwnedFd> {
     .as_ref()
 }
 
-/// Opens the regular file that `path_fd` (an `O_PATH` descriptor) refers to for reading:
-/// `O_RDONLY | O_NONBLOCK | O_NOFOLLOW`, checked to be a regular file before the open so that
-/// no device or FIFO of SOURCE is ever opened. The reopen goes through `/proc/self/fd`, so it
-/// reaches the very inode that was checked; without `/proc` it is opened again by `rel` beneath
-/// `root` and the identity compared.
-pub fn open_regular(root: BorrowedFd<'_>, rel: &RelPath) -> io::Result<File> {
+/// Opens the regular file at `rel` beneath `root` for reading (or, with `write`, reading and
+/// writing): `O_NONBLOCK | O_NOFOLLOW`, checked to be a regular file before the open so that no
+/// device or FIFO of SOURCE is ever opened. The open goes through `/proc/self/fd` on an
+/// `O_PATH` descriptor, so it reaches the very inode that was checked; without `/proc` it is
+/// opened again by `rel` beneath `root` and the identity compared.
+pub fn open_regular(root: BorrowedFd<'_>, rel: &RelPath, write: bool) -> io::Result<File> {
     let path_fd = resolve(root, rel, Open::Path)?;
     let st = fstat(path_fd.as_fd())?;
     if st.kind != FileType::File {
         return Err(io::Error::from_raw_os_error(libc::EACCES));
     }
-    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let access = if write { libc::O_RDWR } else { libc::O_RDONLY };
+    let flags = access | libc::O_NONBLOCK | libc::O_CLOEXEC;
     let fd = match proc_fd_dir() {
         Some(proc_dir) => {
             let name = cstring(path_fd.as_raw_fd().to_string().as_bytes())?;
             // SAFETY: `name` is a valid C string and `proc_dir` a live descriptor. The magic
             // link names our own descriptor, already checked to be a regular file.
             owned(check(unsafe {
-                libc::openat(
-                    proc_dir.as_raw_fd(),
-                    name.as_ptr(),
-                    flags & !libc::O_NOFOLLOW,
-                )
+                libc::openat(proc_dir.as_raw_fd(), name.as_ptr(), flags)
             })?)
         }
-        None => openat2(root, rel.as_os_str(), flags)?,
+        None => openat2(root, rel.as_os_str(), flags | libc::O_NOFOLLOW)?,
     };
     let again = fstat(fd.as_fd())?;
     if (again.dev, again.ino) != (st.dev, st.ino) || again.kind != FileType::File {
@@ -583,8 +607,8 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, vec![b"a".to_vec(), b"l".to_vec()]);
-        assert!(open_regular(root.as_fd(), &p("a/f")).is_ok());
-        assert!(open_regular(root.as_fd(), &p("a")).is_err());
-        assert!(open_regular(root.as_fd(), &p("l")).is_err());
+        assert!(open_regular(root.as_fd(), &p("a/f"), false).is_ok());
+        assert!(open_regular(root.as_fd(), &p("a"), false).is_err());
+        assert!(open_regular(root.as_fd(), &p("l"), false).is_err());
     }
 }

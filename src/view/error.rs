@@ -30,6 +30,27 @@ pub enum FsError {
     /// The caller's buffer is too small.
     #[error("buffer too small")]
     Range,
+    /// The name exists already.
+    #[error("already exists")]
+    Exists,
+    /// A directory that still has visible entries.
+    #[error("directory not empty")]
+    NotEmpty,
+    /// A directory where a non-directory was needed.
+    #[error("is a directory")]
+    IsDir,
+    /// Renaming a directory that exists in SOURCE: tools fall back to copying.
+    #[error("cross-device rename")]
+    CrossDevice,
+    /// An operation no one may do here (device nodes, changing owners).
+    #[error("operation not permitted")]
+    NotPermitted,
+    /// Not supported here (extended attributes outside `user.*`).
+    #[error("not supported")]
+    NotSupported,
+    /// Past `overlay_bytes` or `overlay_files`.
+    #[error("overlay limit reached")]
+    NoSpace,
     /// A file handle the view did not hand out.
     #[error("bad file handle")]
     BadHandle,
@@ -50,6 +71,13 @@ impl FsError {
             FsError::NotDir => libc::ENOTDIR,
             FsError::NoData => libc::ENODATA,
             FsError::Range => libc::ERANGE,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::IsDir => libc::EISDIR,
+            FsError::CrossDevice => libc::EXDEV,
+            FsError::NotPermitted => libc::EPERM,
+            FsError::NoSpace => libc::ENOSPC,
+            FsError::NotSupported => libc::EOPNOTSUPP,
             FsError::BadHandle => libc::EBADF,
             FsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
         }

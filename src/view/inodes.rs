@@ -13,6 +13,9 @@ use crate::path::{Name, RelPath};
 /// The root node id, as FUSE defines it.
 pub const ROOT: u64 = 1;
 
+/// The parent of a node whose entry was removed: no node has this id, so it has no path.
+const DETACHED: u64 = 0;
+
 #[derive(Debug)]
 struct Node {
     parent: u64,
@@ -95,6 +98,49 @@ impl Inodes {
         ino
     }
 
+    /// The entry `name` of `parent` was removed: its node (which open files and the kernel may
+    /// still hold) no longer has a path.
+    pub fn detach(&mut self, parent: u64, name: &Name) {
+        if let Some(ino) = self.by_name.remove(&(parent, name.clone())) {
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.parent = DETACHED;
+            }
+        }
+    }
+
+    /// The entry `name` of `parent` is now `new_name` of `new_parent`, replacing whatever was
+    /// there.
+    pub fn rename(&mut self, parent: u64, name: &Name, new_parent: u64, new_name: &Name) {
+        self.detach(new_parent, new_name);
+        if let Some(ino) = self.by_name.remove(&(parent, name.clone())) {
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.parent = new_parent;
+                node.name = new_name.clone();
+            }
+            self.by_name.insert((new_parent, new_name.clone()), ino);
+        }
+    }
+
+    /// The entries `a` of `pa` and `b` of `pb` swapped places.
+    pub fn exchange(&mut self, pa: u64, a: &Name, pb: u64, b: &Name) {
+        let ia = self.by_name.remove(&(pa, a.clone()));
+        let ib = self.by_name.remove(&(pb, b.clone()));
+        if let Some(ino) = ia {
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.parent = pb;
+                node.name = b.clone();
+            }
+            self.by_name.insert((pb, b.clone()), ino);
+        }
+        if let Some(ino) = ib {
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.parent = pa;
+                node.name = a.clone();
+            }
+            self.by_name.insert((pa, a.clone()), ino);
+        }
+    }
+
     /// Drops `n` kernel references to `ino`; the node goes when none are left. (The kernel
     /// forgets a directory only after all its children, since each child dentry pins its
     /// parent, so a live node's path is always whole.)
@@ -105,7 +151,10 @@ impl Inodes {
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups == 0 {
             if let Some(node) = self.nodes.remove(&ino) {
-                self.by_name.remove(&(node.parent, node.name));
+                let key = (node.parent, node.name);
+                if self.by_name.get(&key) == Some(&ino) {
+                    self.by_name.remove(&key);
+                }
             }
         }
     }
@@ -127,5 +176,15 @@ mod tests {
         assert!(t.path(a).is_none());
         let a2 = t.lookup(ROOT, &Name::new(b"a").unwrap());
         assert_ne!(a, a2, "node ids are never reused");
+        let c = t.lookup(a2, &Name::new(b"c").unwrap());
+        t.rename(
+            a2,
+            &Name::new(b"c").unwrap(),
+            ROOT,
+            &Name::new(b"d").unwrap(),
+        );
+        assert_eq!(t.path(c).unwrap().to_string(), "d");
+        t.detach(ROOT, &Name::new(b"d").unwrap());
+        assert!(t.path(c).is_none(), "a removed entry has no path");
     }
 }

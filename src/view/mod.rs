@@ -8,10 +8,13 @@
 mod error;
 mod inodes;
 mod scope;
+mod upper;
+mod write;
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -22,9 +25,11 @@ use parking_lot::{Mutex, RwLock};
 pub use error::{FsError, FsResult};
 pub use inodes::ROOT;
 pub use scope::{Found, HiddenReason, Judged, Scope, Verdict};
+pub use upper::{Upper, UpperLimits};
+pub use write::{Caller, SetAttr};
 
 use crate::path::{Name, RelPath};
-use crate::policy::{HardlinkMode, Matcher};
+use crate::policy::{HardlinkMode, Matcher, WriteMode};
 use crate::sys::{self, FileType, FsStat, Open, Stat};
 use inodes::Inodes;
 
@@ -51,11 +56,46 @@ pub struct DirSnapshot {
     pub items: Vec<DirItem>,
 }
 
+/// Where writes go.
+pub enum Writes {
+    /// Read-only view.
+    Deny,
+    /// Writes go to SOURCE, on writable paths only.
+    Direct,
+    /// Writes go to the overlay's upper layer.
+    Overlay(Box<Upper>),
+}
+
+/// Which layer an entry of the view comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// SOURCE.
+    Lower,
+    /// The overlay's `upper/`.
+    Upper,
+}
+
+/// A visible entry, found: its layer, an `O_PATH` descriptor on it and its attributes.
+pub struct Located {
+    pub layer: Layer,
+    pub fd: OwnedFd,
+    pub stat: Stat,
+}
+
+/// An open file: the descriptor, whether writes through it count against the overlay, and
+/// for writable files the view path it was opened at.
+pub(crate) struct Handle {
+    file: File,
+    upper: bool,
+    path: Option<RelPath>,
+}
+
 /// The scoped view of one SOURCE.
 pub struct View {
     scope: Scope,
+    writes: Writes,
     inodes: RwLock<Inodes>,
-    files: Mutex<HashMap<u64, Arc<File>>>,
+    files: Mutex<HashMap<u64, Arc<Handle>>>,
     dirs: Mutex<HashMap<u64, Arc<DirSnapshot>>>,
     next_fh: AtomicU64,
 }
@@ -65,10 +105,11 @@ const WRITE_FLAGS: i32 =
     libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_APPEND | libc::O_CREAT;
 
 impl View {
-    /// A view of `source` under the compiled policy.
-    pub fn new(source: &Path, matcher: Arc<Matcher>) -> std::io::Result<View> {
+    /// A view of `source` under the compiled policy, writing as `writes` says.
+    pub fn new(source: &Path, matcher: Arc<Matcher>, writes: Writes) -> std::io::Result<View> {
         Ok(View {
             scope: Scope::open(source, matcher)?,
+            writes,
             inodes: RwLock::new(Inodes::new()),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -78,6 +119,22 @@ impl View {
 
     pub fn scope(&self) -> &Scope {
         &self.scope
+    }
+
+    /// The write mode in force.
+    pub fn write_mode(&self) -> WriteMode {
+        match self.writes {
+            Writes::Deny => WriteMode::Deny,
+            Writes::Direct => WriteMode::Direct,
+            Writes::Overlay(_) => WriteMode::Overlay,
+        }
+    }
+
+    fn upper(&self) -> Option<&Upper> {
+        match &self.writes {
+            Writes::Overlay(upper) => Some(upper),
+            Writes::Deny | Writes::Direct => None,
+        }
     }
 
     fn path(&self, ino: u64) -> FsResult<RelPath> {
@@ -100,34 +157,74 @@ impl View {
         st
     }
 
-    /// Resolves node `ino` and judges it again; hidden or gone is `NotFound`.
-    fn node(&self, ino: u64) -> FsResult<(RelPath, std::os::fd::OwnedFd, Stat)> {
-        let path = self.path(ino)?;
-        let (fd, st, visible) = self.scope.find(&path).map_err(FsError::resolving)?;
+    /// Finds the visible entry at `path`: in `upper/` if the overlay has it, else in SOURCE
+    /// unless the overlay deleted or shadowed it. Hidden or gone is `NotFound`.
+    pub fn locate(&self, path: &RelPath) -> FsResult<Located> {
+        if let Some(upper) = self.upper() {
+            if upper.contains(path) {
+                let fd = upper
+                    .resolve(path, Open::Path)
+                    .map_err(FsError::resolving)?;
+                let stat = sys::fstat(fd.as_fd())?;
+                if !self
+                    .scope
+                    .admits_created(path, &stat, || sys::readlink(fd.as_fd()))
+                {
+                    return Err(FsError::NotFound);
+                }
+                return Ok(Located {
+                    layer: Layer::Upper,
+                    fd,
+                    stat,
+                });
+            }
+            if upper.hides_lower(path) {
+                return Err(FsError::NotFound);
+            }
+        }
+        let (fd, stat, visible) = self.scope.find(path).map_err(FsError::resolving)?;
         if !visible {
             return Err(FsError::NotFound);
         }
-        Ok((path, fd, st))
+        Ok(Located {
+            layer: Layer::Lower,
+            fd,
+            stat,
+        })
+    }
+
+    /// Like [`View::locate`], but `None` when nothing visible is there.
+    fn locate_opt(&self, path: &RelPath) -> FsResult<Option<Located>> {
+        match self.locate(path) {
+            Ok(l) => Ok(Some(l)),
+            Err(FsError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The root descriptor of `layer`.
+    fn layer_root(&self, layer: Layer) -> std::os::fd::BorrowedFd<'_> {
+        match (layer, self.upper()) {
+            (Layer::Upper, Some(upper)) => upper.root(),
+            _ => self.scope.root(),
+        }
+    }
+
+    /// Resolves node `ino` and judges it again.
+    fn node(&self, ino: u64) -> FsResult<(RelPath, Located)> {
+        let path = self.path(ino)?;
+        let located = self.locate(&path)?;
+        Ok((path, located))
     }
 
     /// `lookup`: the child `name` of `parent`, if it exists and is visible.
     pub fn lookup(&self, parent: u64, name: &Name) -> FsResult<Entry> {
-        let dir_path = self.path(parent)?;
-        let dir =
-            sys::resolve(self.scope.root(), &dir_path, Open::Path).map_err(FsError::resolving)?;
-        let found = self
-            .scope
-            .find_child(dir.as_fd(), &dir_path, name)
-            .map_err(FsError::resolving)?
-            .ok_or(FsError::NotFound)?;
-        if !found.visible {
-            return Err(FsError::NotFound);
-        }
-        let st = found.stat;
+        let path = self.path(parent)?.join(name);
+        let located = self.locate(&path)?;
         let ino = self.inodes.write().lookup(parent, name);
         Ok(Entry {
             ino,
-            attr: self.sanitise(ino, st),
+            attr: self.sanitise(ino, located.stat),
         })
     }
 
@@ -136,51 +233,70 @@ impl View {
         self.inodes.write().forget(ino, n);
     }
 
-    /// `getattr`.
-    pub fn getattr(&self, ino: u64) -> FsResult<Stat> {
-        let (_, _, st) = self.node(ino)?;
-        Ok(self.sanitise(ino, st))
+    /// `getattr`; through the open file `fh` when the kernel names one, so an open file that
+    /// was removed still answers.
+    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> FsResult<Stat> {
+        if let Some(handle) = fh.and_then(|fh| self.files.lock().get(&fh).cloned()) {
+            return Ok(self.sanitise(ino, sys::fstat(handle.file.as_fd())?));
+        }
+        let (_, located) = self.node(ino)?;
+        Ok(self.sanitise(ino, located.stat))
     }
 
     /// `readlink`: the target as stored (only links the policy shows get this far).
     pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
-        let (_, fd, st) = self.node(ino)?;
-        if st.kind != FileType::Symlink {
+        let (_, located) = self.node(ino)?;
+        if located.stat.kind != FileType::Symlink {
             return Err(FsError::Invalid);
         }
-        Ok(sys::readlink(fd.as_fd())?)
+        Ok(sys::readlink(located.fd.as_fd())?)
     }
 
-    /// `open` of a regular file for reading. Write access is refused: the view is read-only.
+    /// `open` of a regular file. Write access copies the file up first in overlay mode and is
+    /// refused in a read-only view.
     pub fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
-        if flags & WRITE_FLAGS != 0 {
-            return Err(FsError::ReadOnly);
-        }
-        let (path, _, st) = self.node(ino)?;
-        if st.kind != FileType::File {
-            return Err(FsError::Access);
-        }
-        let file = sys::open_regular(self.scope.root(), &path).map_err(FsError::resolving)?;
+        let file = if flags & WRITE_FLAGS != 0 {
+            self.open_for_write(ino)?
+        } else {
+            let (path, located) = self.node(ino)?;
+            if located.stat.kind != FileType::File {
+                return Err(FsError::Access);
+            }
+            let file = sys::open_regular(self.layer_root(located.layer), &path, false)
+                .map_err(FsError::resolving)?;
+            Handle {
+                file,
+                upper: located.layer == Layer::Upper,
+                path: None,
+            }
+        };
+        Ok(self.add_handle(file))
+    }
+
+    fn add_handle(&self, handle: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.files.lock().insert(fh, Arc::new(file));
-        Ok(fh)
+        self.files.lock().insert(fh, Arc::new(handle));
+        fh
+    }
+
+    fn handle(&self, fh: u64) -> FsResult<Arc<Handle>> {
+        self.files
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)
     }
 
     /// `read` from an open file.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        let file = self
-            .files
-            .lock()
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle)?;
+        let handle = self.handle(fh)?;
         let mut buf = vec![0u8; size as usize];
         let mut done = 0;
         while done < buf.len() {
             let Some(rest) = buf.get_mut(done..) else {
                 break;
             };
-            match file.read_at(rest, offset + done as u64) {
+            match handle.file.read_at(rest, offset + done as u64) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -196,16 +312,62 @@ impl View {
         self.files.lock().remove(&fh);
     }
 
+    /// The visible entries of the directory at `path`, merged across layers: `upper/` first,
+    /// then SOURCE's entries that the overlay neither replaced, deleted nor shadowed.
+    fn list(&self, path: &RelPath, located: &Located) -> FsResult<Vec<(Name, Stat)>> {
+        let Some(upper) = self.upper() else {
+            return self.scope.list(path).map_err(FsError::resolving);
+        };
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        if located.layer == Layer::Upper || path.is_root() {
+            let dir = upper.resolve(path, Open::Dir).map_err(FsError::resolving)?;
+            for entry in sys::read_dir(dir.as_fd())? {
+                let Ok(name) = Name::new(&entry.name) else {
+                    continue;
+                };
+                if upper::is_reserved(&name) {
+                    continue;
+                }
+                let child = path.join(&name);
+                let Ok(st) = sys::stat_at(dir.as_fd(), &name) else {
+                    continue;
+                };
+                if self
+                    .scope
+                    .admits_created(&child, &st, || sys::readlink_child(dir.as_fd(), &name))
+                {
+                    seen.insert(name.clone());
+                    out.push((name, st));
+                }
+            }
+        }
+        let merged = !upper.hides_lower(path) && !upper.is_opaque(path);
+        if merged {
+            let lower = match self.scope.list(path) {
+                Ok(lower) => lower,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                    Vec::new()
+                }
+                Err(e) => return Err(FsError::resolving(e)),
+            };
+            for (name, st) in lower {
+                if !seen.contains(&name) && !upper.whited_out(&path.join(&name)) {
+                    out.push((name, st));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// `opendir`: snapshots the visible entries.
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
-        let (path, _, st) = self.node(ino)?;
-        if st.kind != FileType::Dir {
+        let (path, located) = self.node(ino)?;
+        if located.stat.kind != FileType::Dir {
             return Err(FsError::NotDir);
         }
         let items = self
-            .scope
-            .list(&path)
-            .map_err(FsError::resolving)?
+            .list(&path, &located)?
             .into_iter()
             .map(|(name, attr)| DirItem { name, attr })
             .collect();
@@ -241,30 +403,33 @@ impl View {
         Ok(sys::statvfs(self.scope.root())?)
     }
 
-    /// Opens node `ino` for attribute access, if it is of a kind that can carry `user.*`
-    /// attributes (regular files and directories).
-    fn xattr_fd(&self, ino: u64) -> FsResult<Option<std::os::fd::OwnedFd>> {
-        let (path, _, st) = self.node(ino)?;
-        Ok(match st.kind {
+    /// Opens the entry at `path` for attribute access, if it is of a kind that can carry
+    /// `user.*` attributes (regular files and directories).
+    fn xattr_fd(
+        &self,
+        path: &RelPath,
+        located: &Located,
+        write: bool,
+    ) -> FsResult<Option<OwnedFd>> {
+        let root = self.layer_root(located.layer);
+        Ok(match located.stat.kind {
             FileType::File => Some(
-                sys::open_regular(self.scope.root(), &path)
+                sys::open_regular(root, path, write)
                     .map_err(FsError::resolving)?
                     .into(),
             ),
-            FileType::Dir => Some(
-                sys::resolve(self.scope.root(), &path, Open::Dir).map_err(FsError::resolving)?,
-            ),
+            FileType::Dir => Some(sys::resolve(root, path, Open::Dir).map_err(FsError::resolving)?),
             _ => None,
         })
     }
 
     /// `getxattr`: only `user.*` attributes exist in the view.
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
-        let fd = self.xattr_fd(ino)?;
+        let (path, located) = self.node(ino)?;
         if !name.starts_with(b"user.") {
             return Err(FsError::NoData);
         }
-        let Some(fd) = fd else {
+        let Some(fd) = self.xattr_fd(&path, &located, false)? else {
             return Err(FsError::NoData);
         };
         Ok(sys::getxattr(fd.as_fd(), name)?)
@@ -272,7 +437,8 @@ impl View {
 
     /// `listxattr`: the `user.*` names, NUL-terminated.
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
-        let Some(fd) = self.xattr_fd(ino)? else {
+        let (path, located) = self.node(ino)?;
+        let Some(fd) = self.xattr_fd(&path, &located, false)? else {
             return Ok(Vec::new());
         };
         let all = sys::listxattr(fd.as_fd())?;
@@ -284,18 +450,12 @@ impl View {
         Ok(out)
     }
 
-    /// `access`: visible nodes may be read; writing is refused in a read-only view.
+    /// `access`: visible nodes may be read; writing needs a writable path.
     pub fn access(&self, ino: u64, mask: i32) -> FsResult<()> {
-        self.node(ino)?;
+        let (path, located) = self.node(ino)?;
         if mask & libc::W_OK != 0 {
-            return Err(FsError::ReadOnly);
+            self.check_writable(&path, &located.stat)?;
         }
         Ok(())
-    }
-
-    /// Any operation that would change the view: refused, the view is read-only. Names and
-    /// nodes are checked first so that a malformed request is still told apart.
-    pub fn write_denied(&self) -> FsError {
-        FsError::ReadOnly
     }
 }

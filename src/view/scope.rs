@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use crate::path::{Name, RelPath};
 use crate::policy::{Decision, HardlinkMode, Kind, Matcher, Rule, SymlinkMode};
@@ -72,10 +74,11 @@ pub struct Found {
 pub struct Scope {
     root: OwnedFd,
     matcher: Arc<Matcher>,
-    links: OnceLock<LinkIndex>,
+    links: RwLock<Option<Arc<LinkIndex>>>,
 }
 
-fn kind_of(st: &Stat) -> Kind {
+/// The pattern kind of an object.
+pub fn kind_of(st: &Stat) -> Kind {
     if st.kind == FileType::Dir {
         Kind::Dir
     } else {
@@ -89,7 +92,7 @@ impl Scope {
         Ok(Scope {
             root: sys::open_root(source)?,
             matcher,
-            links: OnceLock::new(),
+            links: RwLock::new(None),
         })
     }
 
@@ -131,6 +134,30 @@ impl Scope {
         path.is_root()
             || (self.matcher.is_visible(path, kind_of(st))
                 && self.judge_object(path, st, target).is_ok())
+    }
+
+    /// A hardlink was made or removed in SOURCE through the view: the index of multi-link
+    /// files is rebuilt when next needed.
+    pub fn links_changed(&self) {
+        *self.links.write() = None;
+    }
+
+    /// Whether a symlink at `link` pointing at `target` would be shown.
+    pub fn symlink_allowed(&self, link: &RelPath, target: &[u8]) -> bool {
+        self.judge_symlink(link, || Ok(target.to_vec())).is_ok()
+    }
+
+    /// Whether an entry the overlay created at `path` may be seen: the policy and, for a
+    /// symlink, its target. Hardlinks there were made through the view, under visible names.
+    pub fn admits_created(
+        &self,
+        path: &RelPath,
+        st: &Stat,
+        target: impl FnOnce() -> io::Result<Vec<u8>>,
+    ) -> bool {
+        path.is_root()
+            || (self.matcher.is_visible(path, kind_of(st))
+                && (st.kind != FileType::Symlink || self.judge_symlink(path, target).is_ok()))
     }
 
     /// What the policy's patterns cannot tell: symlink targets and hardlinks.
@@ -214,7 +241,15 @@ impl Scope {
         if self.matcher.hardlinks() == HardlinkMode::Keep {
             return Ok(());
         }
-        let index = self.links.get_or_init(|| self.index_links());
+        let known = self.links.read().clone();
+        let index = match known {
+            Some(index) => index,
+            None => {
+                let built = Arc::new(self.index_links());
+                *self.links.write() = Some(built.clone());
+                built
+            }
+        };
         match index.names.get(&(st.dev, st.ino)) {
             Some(&(count, true)) if !index.incomplete && count == st.nlink => Ok(()),
             _ => Err(HiddenReason::Hardlink),

@@ -1,0 +1,913 @@
+//! The write path of the view (SPEC §3): every change is checked against the policy, then made
+//! in the writable layer — the overlay's `upper/` (copying entries up from SOURCE first) or, in
+//! direct mode, SOURCE itself. A read-only view refuses them all with `EROFS`.
+//!
+//! Order of the checks, so that answers depend only on the operation and the policy: a
+//! reserved `.wh.*` name is `EINVAL`; an existing entry that is hidden is `ENOENT`; a new name
+//! that is hidden or not allowed is `EACCES` whether or not something hidden is there; a path
+//! the policy does not make writable is `EACCES`. Copy-up builds the copy in `work/` and renames
+//! it into place, so a crash leaves the old state or the new one.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+
+use super::upper::{self, Upper};
+use super::{Entry, FsError, FsResult, Handle, Layer, Located, View, Writes};
+use crate::overlay::LowerState;
+use crate::path::{Name, RelPath};
+use crate::policy::{Kind, Writability};
+use crate::sys::write::{self as w, SetTime};
+use crate::sys::{self, FileType, Open, Stat};
+use crate::view::scope::kind_of;
+
+/// The setuid and setgid bits, stripped from everything the view writes.
+const SETID: u32 = libc::S_ISUID | libc::S_ISGID;
+
+/// The name of the opaque-directory marker.
+const OPAQUE: &[u8] = crate::overlay::OPAQUE_MARKER;
+
+/// Who asks for a change: new entries belong to this uid and gid.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The changes of one `setattr`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<SetTime>,
+    pub mtime: Option<SetTime>,
+}
+
+fn last_name(path: &RelPath) -> FsResult<Name> {
+    path.file_name()
+        .and_then(|n| Name::new(n).ok())
+        .ok_or(FsError::NotPermitted)
+}
+
+fn io(err: std::io::Error) -> FsError {
+    FsError::Io(err)
+}
+
+impl View {
+    fn ensure_writes(&self) -> FsResult<()> {
+        match self.writes {
+            Writes::Deny => Err(FsError::ReadOnly),
+            Writes::Direct | Writes::Overlay(_) => Ok(()),
+        }
+    }
+
+    /// Whether the existing, visible entry at `path` may be changed.
+    pub(super) fn check_writable(&self, path: &RelPath, st: &Stat) -> FsResult<()> {
+        self.ensure_writes()?;
+        match self.scope.matcher().writable(path, kind_of(st)) {
+            Writability::Writable(_) => Ok(()),
+            Writability::NotWritable | Writability::Protected(_) => Err(FsError::Access),
+        }
+    }
+
+    /// The existing, visible, writable entry of node `ino`.
+    fn writable_node(&self, ino: u64) -> FsResult<(RelPath, Located)> {
+        self.ensure_writes()?;
+        let (path, located) = self.node(ino)?;
+        self.check_writable(&path, &located.stat)?;
+        Ok((path, located))
+    }
+
+    /// The existing, visible, writable entry `name` of `parent`.
+    fn writable_child(&self, parent: u64, name: &Name) -> FsResult<(RelPath, RelPath, Located)> {
+        self.ensure_writes()?;
+        let dir = self.path(parent)?;
+        let path = dir.join(name);
+        let located = self.locate(&path)?;
+        self.check_writable(&path, &located.stat)?;
+        Ok((dir, path, located))
+    }
+
+    /// Checks a name an entry of `kind` is to be made at (or renamed or linked onto): not
+    /// reserved, visible, writable, and not hiding anything of SOURCE.
+    fn check_new_name(&self, path: &RelPath, kind: Kind) -> FsResult<()> {
+        let matcher = self.scope.matcher();
+        if !matcher.is_visible(path, kind) {
+            return Err(FsError::Access);
+        }
+        match matcher.writable(path, kind) {
+            Writability::Writable(_) => {}
+            Writability::NotWritable | Writability::Protected(_) => return Err(FsError::Access),
+        }
+        if self.lower_hidden_at(path) {
+            return Err(FsError::Access);
+        }
+        Ok(())
+    }
+
+    /// Whether SOURCE has something at `path` that the view hides (and the overlay has not
+    /// deleted): writing a name over it would destroy what the agent cannot see.
+    fn lower_hidden_at(&self, path: &RelPath) -> bool {
+        if self
+            .upper()
+            .is_some_and(|u| u.contains(path) || u.hides_lower(path))
+        {
+            return false;
+        }
+        match self.scope.find(path) {
+            Ok((_, _, visible)) => !visible,
+            Err(e) => e.raw_os_error() != Some(libc::ENOENT),
+        }
+    }
+
+    /// A new entry `name` in `parent`: the directory's path and the entry's.
+    fn new_entry(&self, parent: u64, name: &Name, kind: Kind) -> FsResult<(RelPath, RelPath)> {
+        self.ensure_writes()?;
+        if upper::is_reserved(name) {
+            return Err(FsError::Invalid);
+        }
+        let dir = self.path(parent)?;
+        if self.locate(&dir)?.stat.kind != FileType::Dir {
+            return Err(FsError::NotDir);
+        }
+        let path = dir.join(name);
+        self.check_new_name(&path, kind)?;
+        if self.locate_opt(&path)?.is_some() {
+            return Err(FsError::Exists);
+        }
+        Ok((dir, path))
+    }
+
+    /// What SOURCE has at `path` now, for the overlay's provenance.
+    fn lower_state(&self, path: &RelPath) -> LowerState {
+        let st = sys::resolve(self.scope.root(), path, Open::Path)
+            .and_then(|fd| sys::fstat(fd.as_fd()))
+            .ok();
+        LowerState::of(st.as_ref())
+    }
+
+    fn record(&self, upper: &Upper, path: &RelPath) -> FsResult<()> {
+        upper
+            .overlay()
+            .record_origin(path, self.lower_state(path))
+            .map_err(io)
+    }
+
+    /// The directory where entries of `dir` are made: its copy in `upper/` (copied up if
+    /// needed) in overlay mode, SOURCE's own in direct mode. Overlay callers hold `ns`.
+    fn writable_dir(&self, dir: &RelPath) -> FsResult<OwnedFd> {
+        match &self.writes {
+            Writes::Overlay(upper) => self.copy_up_dir(upper, dir),
+            Writes::Direct => {
+                sys::resolve(self.scope.root(), dir, Open::Path).map_err(FsError::resolving)
+            }
+            Writes::Deny => Err(FsError::ReadOnly),
+        }
+    }
+
+    /// Copies the directory `path` (and its ancestors) up into `upper/`, empty, with its
+    /// mode, owner and times. Returns an `O_PATH` descriptor of the copy.
+    fn copy_up_dir(&self, upper: &Upper, path: &RelPath) -> FsResult<OwnedFd> {
+        if upper.contains(path) {
+            return upper.resolve(path, Open::Path).map_err(FsError::resolving);
+        }
+        let parent = path.parent().unwrap_or_default();
+        let parent_fd = self.copy_up_dir(upper, &parent)?;
+        let name = last_name(path)?;
+        if upper.hides_lower(path) {
+            return Err(FsError::NotFound);
+        }
+        let (_, st, visible) = self.scope.find(path).map_err(FsError::resolving)?;
+        if !visible || st.kind != FileType::Dir {
+            return Err(FsError::NotFound);
+        }
+        upper.reserve_files(1)?;
+        self.record(upper, path)?;
+        let work = upper.overlay().work();
+        let tmp = upper.temp_name()?;
+        w::mkdir(work, &tmp, 0o700).map_err(io)?;
+        let placed = (|| {
+            w::chmod_at(work, &tmp, st.perm & !SETID)?;
+            w::chown_at(work, &tmp, st.uid, st.gid)?;
+            w::set_times_at(work, &tmp, SetTime::At(st.atime), SetTime::At(st.mtime))?;
+            w::rename(work, &tmp, parent_fd.as_fd(), &name, w::RENAME_NOREPLACE)
+        })();
+        if let Err(e) = placed {
+            let _ = w::unlink(work, &tmp, true);
+            return Err(io(e));
+        }
+        upper.note_created(path, 0);
+        upper.resolve(path, Open::Path).map_err(FsError::resolving)
+    }
+
+    /// Makes sure the entry at `path` lives in `upper/`, copying it up from SOURCE if needed.
+    /// Returns the upper directory holding it and its name. Callers hold `ns`.
+    fn copy_up(
+        &self,
+        upper: &Upper,
+        path: &RelPath,
+        located: &Located,
+    ) -> FsResult<(OwnedFd, Name)> {
+        let name = last_name(path)?;
+        let parent = path.parent().unwrap_or_default();
+        let dir_fd = self.copy_up_dir(upper, &parent)?;
+        if located.layer == Layer::Upper {
+            return Ok((dir_fd, name));
+        }
+        let st = located.stat;
+        match st.kind {
+            FileType::Dir => {
+                self.copy_up_dir(upper, path)?;
+                return Ok((dir_fd, name));
+            }
+            FileType::CharDevice | FileType::BlockDevice => return Err(FsError::NotPermitted),
+            FileType::File | FileType::Symlink | FileType::Fifo | FileType::Socket => {}
+        }
+        upper.reserve_files(1)?;
+        if st.kind == FileType::File {
+            upper.reserve_bytes(st.size)?;
+        }
+        self.record(upper, path)?;
+        let work = upper.overlay().work();
+        let tmp = upper.temp_name()?;
+        let made = self.copy_into_work(work, &tmp, path, located);
+        let placed = made.and_then(|()| {
+            w::chown_at(work, &tmp, st.uid, st.gid).map_err(io)?;
+            w::set_times_at(work, &tmp, SetTime::At(st.atime), SetTime::At(st.mtime))
+                .map_err(io)?;
+            w::rename(work, &tmp, dir_fd.as_fd(), &name, w::RENAME_NOREPLACE).map_err(io)
+        });
+        if let Err(e) = placed {
+            let _ = w::unlink(work, &tmp, false);
+            return Err(e);
+        }
+        let bytes = if st.kind == FileType::File {
+            st.size
+        } else {
+            0
+        };
+        upper.note_created(path, bytes);
+        Ok((dir_fd, name))
+    }
+
+    /// Builds the copy of the lower entry at `path` as `tmp` in `work/`: contents, mode
+    /// without setuid/setgid, `user.*` attributes; the data is synced before it is renamed in.
+    fn copy_into_work(
+        &self,
+        work: BorrowedFd<'_>,
+        tmp: &Name,
+        path: &RelPath,
+        located: &Located,
+    ) -> FsResult<()> {
+        let st = located.stat;
+        match st.kind {
+            FileType::File => {
+                let src = sys::open_regular(self.scope.root(), path, false)
+                    .map_err(FsError::resolving)?;
+                let dst = File::from(w::create_file(work, tmp, 0o600).map_err(io)?);
+                w::copy_contents(&src, &dst).map_err(io)?;
+                if let Ok(names) = sys::listxattr(src.as_fd()) {
+                    for attr in names.split(|b| *b == 0).filter(|n| n.starts_with(b"user.")) {
+                        if let Ok(value) = sys::getxattr(src.as_fd(), attr) {
+                            w::setxattr(dst.as_fd(), attr, &value, 0).map_err(io)?;
+                        }
+                    }
+                }
+                w::fchmod(dst.as_fd(), st.perm & !SETID).map_err(io)?;
+                dst.sync_all().map_err(io)?;
+            }
+            FileType::Symlink => {
+                let target = sys::readlink(located.fd.as_fd()).map_err(io)?;
+                w::symlink(&target, work, tmp).map_err(io)?;
+            }
+            FileType::Fifo | FileType::Socket => {
+                let kind = if st.kind == FileType::Fifo {
+                    libc::S_IFIFO
+                } else {
+                    libc::S_IFSOCK
+                };
+                w::mknod(work, tmp, kind | (st.perm & !SETID)).map_err(io)?;
+            }
+            FileType::Dir | FileType::CharDevice | FileType::BlockDevice => {
+                return Err(FsError::NotPermitted);
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory and name of the writable copy of `path`: copied up in overlay mode,
+    /// SOURCE's own in direct mode. Overlay callers hold `ns`.
+    fn writable_copy(&self, path: &RelPath, located: &Located) -> FsResult<(OwnedFd, Name)> {
+        match &self.writes {
+            Writes::Overlay(upper) => self.copy_up(upper, path, located),
+            Writes::Direct => {
+                let name = last_name(path)?;
+                let dir = sys::resolve(
+                    self.scope.root(),
+                    &path.parent().unwrap_or_default(),
+                    Open::Path,
+                )
+                .map_err(FsError::resolving)?;
+                Ok((dir, name))
+            }
+            Writes::Deny => Err(FsError::ReadOnly),
+        }
+    }
+
+    /// After making `name` (at `path`) in the upper directory `dir`: drops its whiteout and
+    /// counts it.
+    fn finish_new(&self, dir: BorrowedFd<'_>, name: &Name, path: &RelPath) -> FsResult<()> {
+        if let Some(upper) = self.upper() {
+            if upper.whited_out(path) {
+                let wh = upper::whiteout_name(name)?;
+                w::unlink(dir, &wh, false).map_err(io)?;
+            }
+            upper.note_created(path, 0);
+        }
+        Ok(())
+    }
+
+    fn new_entry_reply(&self, parent: u64, name: &Name, path: &RelPath) -> FsResult<Entry> {
+        let located = self.locate(path)?;
+        let ino = self.inodes.write().lookup(parent, name);
+        Ok(Entry {
+            ino,
+            attr: self.sanitise(ino, located.stat),
+        })
+    }
+
+    fn lock_ns(&self) -> Option<parking_lot::MutexGuard<'_, ()>> {
+        self.upper().map(|u| u.ns.lock())
+    }
+
+    /// `create`: a new regular file, opened for reading and writing.
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &Name,
+        mode: u32,
+        umask: u32,
+        caller: Caller,
+    ) -> FsResult<(Entry, u64)> {
+        let (dir, path) = self.new_entry(parent, name, Kind::NonDir)?;
+        let _ns = self.lock_ns();
+        let dir_fd = self.writable_dir(&dir)?;
+        if let Some(upper) = self.upper() {
+            upper.reserve_files(1)?;
+            self.record(upper, &path)?;
+        }
+        let fd =
+            w::create_file(dir_fd.as_fd(), name, mode & !umask & 0o7777 & !SETID).map_err(io)?;
+        w::chown_at(dir_fd.as_fd(), name, caller.uid, caller.gid).map_err(io)?;
+        self.finish_new(dir_fd.as_fd(), name, &path)?;
+        let entry = self.new_entry_reply(parent, name, &path)?;
+        let fh = self.add_handle(Handle {
+            file: File::from(fd),
+            upper: self.upper().is_some(),
+            path: Some(path),
+        });
+        Ok((entry, fh))
+    }
+
+    /// `mknod`: FIFOs, sockets and empty regular files; device nodes are `EPERM`.
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &Name,
+        mode: u32,
+        umask: u32,
+        caller: Caller,
+    ) -> FsResult<Entry> {
+        let kind = mode & libc::S_IFMT;
+        if kind == libc::S_IFCHR || kind == libc::S_IFBLK {
+            self.ensure_writes()?;
+            return Err(FsError::NotPermitted);
+        }
+        let pkind = if kind == libc::S_IFDIR {
+            Kind::Dir
+        } else {
+            Kind::NonDir
+        };
+        let (dir, path) = self.new_entry(parent, name, pkind)?;
+        let _ns = self.lock_ns();
+        let dir_fd = self.writable_dir(&dir)?;
+        if let Some(upper) = self.upper() {
+            upper.reserve_files(1)?;
+            self.record(upper, &path)?;
+        }
+        w::mknod(
+            dir_fd.as_fd(),
+            name,
+            kind | (mode & !umask & 0o7777 & !SETID),
+        )
+        .map_err(io)?;
+        w::chown_at(dir_fd.as_fd(), name, caller.uid, caller.gid).map_err(io)?;
+        self.finish_new(dir_fd.as_fd(), name, &path)?;
+        self.new_entry_reply(parent, name, &path)
+    }
+
+    /// `mkdir`. In overlay mode the new directory is built in `work/` and renamed in; where
+    /// SOURCE had something at that path (deleted earlier) it is marked opaque.
+    pub fn mkdir(
+        &self,
+        parent: u64,
+        name: &Name,
+        mode: u32,
+        umask: u32,
+        caller: Caller,
+    ) -> FsResult<Entry> {
+        let (dir, path) = self.new_entry(parent, name, Kind::Dir)?;
+        let mode = mode & !umask & 0o7777 & !SETID;
+        let _ns = self.lock_ns();
+        let dir_fd = self.writable_dir(&dir)?;
+        match self.upper() {
+            None => {
+                w::mkdir(dir_fd.as_fd(), name, mode).map_err(io)?;
+                w::chown_at(dir_fd.as_fd(), name, caller.uid, caller.gid).map_err(io)?;
+            }
+            Some(upper) => {
+                upper.reserve_files(1)?;
+                let opaque = self.lower_state(&path) != LowerState::Absent;
+                self.record(upper, &path)?;
+                let work = upper.overlay().work();
+                let tmp = upper.temp_name()?;
+                w::mkdir(work, &tmp, 0o700).map_err(io)?;
+                let built = (|| -> FsResult<()> {
+                    if opaque {
+                        let inner = sys::open_child_dir(work, &tmp).map_err(io)?;
+                        let marker = Name::new(OPAQUE).map_err(|_| FsError::Invalid)?;
+                        drop(w::create_file(inner.as_fd(), &marker, 0).map_err(io)?);
+                    }
+                    w::chmod_at(work, &tmp, mode).map_err(io)?;
+                    w::chown_at(work, &tmp, caller.uid, caller.gid).map_err(io)?;
+                    if upper.whited_out(&path) {
+                        let wh = upper::whiteout_name(name)?;
+                        w::unlink(dir_fd.as_fd(), &wh, false).map_err(io)?;
+                    }
+                    w::rename(work, &tmp, dir_fd.as_fd(), name, w::RENAME_NOREPLACE).map_err(io)
+                })();
+                if let Err(e) = built {
+                    let _ = self.remove_upper_dir(work, &tmp);
+                    return Err(e);
+                }
+                if opaque {
+                    upper.note_opaque(&path);
+                }
+            }
+        }
+        self.finish_new(dir_fd.as_fd(), name, &path)?;
+        self.new_entry_reply(parent, name, &path)
+    }
+
+    /// `symlink`. Under `symlinks = "contain"` a link the view would not show (absolute,
+    /// leaving SOURCE, or onto a hidden path) is refused with `EACCES`.
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &Name,
+        target: &[u8],
+        caller: Caller,
+    ) -> FsResult<Entry> {
+        let (dir, path) = self.new_entry(parent, name, Kind::NonDir)?;
+        if !self.scope.symlink_allowed(&path, target) {
+            return Err(FsError::Access);
+        }
+        let _ns = self.lock_ns();
+        let dir_fd = self.writable_dir(&dir)?;
+        if let Some(upper) = self.upper() {
+            upper.reserve_files(1)?;
+            self.record(upper, &path)?;
+        }
+        w::symlink(target, dir_fd.as_fd(), name).map_err(io)?;
+        w::chown_at(dir_fd.as_fd(), name, caller.uid, caller.gid).map_err(io)?;
+        self.finish_new(dir_fd.as_fd(), name, &path)?;
+        self.new_entry_reply(parent, name, &path)
+    }
+
+    /// `link`: a new name for a visible non-directory.
+    pub fn link(&self, ino: u64, new_parent: u64, new_name: &Name) -> FsResult<Entry> {
+        self.ensure_writes()?;
+        let (src_path, src) = self.node(ino)?;
+        if src.stat.kind == FileType::Dir {
+            return Err(FsError::NotPermitted);
+        }
+        let (dir, path) = self.new_entry(new_parent, new_name, Kind::NonDir)?;
+        let _ns = self.lock_ns();
+        let (src_dir, src_name) = self.writable_copy(&src_path, &src)?;
+        let dir_fd = self.writable_dir(&dir)?;
+        if let Some(upper) = self.upper() {
+            upper.reserve_files(1)?;
+            self.record(upper, &path)?;
+        }
+        w::link(src_dir.as_fd(), &src_name, dir_fd.as_fd(), new_name).map_err(io)?;
+        if self.upper().is_none() {
+            self.scope.links_changed();
+        }
+        self.finish_new(dir_fd.as_fd(), new_name, &path)?;
+        self.new_entry_reply(new_parent, new_name, &path)
+    }
+
+    /// Removes an upper directory holding nothing but overlay markers.
+    fn remove_upper_dir(&self, dir: BorrowedFd<'_>, name: &Name) -> FsResult<()> {
+        let inner = sys::open_child_dir(dir, name).map_err(io)?;
+        for entry in sys::read_dir(inner.as_fd()).map_err(io)? {
+            let Ok(child) = Name::new(&entry.name) else {
+                continue;
+            };
+            if !upper::is_reserved(&child) {
+                return Err(FsError::NotEmpty);
+            }
+            w::unlink(inner.as_fd(), &child, false).map_err(io)?;
+        }
+        w::unlink(dir, name, true).map_err(io)
+    }
+
+    /// Whether SOURCE has anything at `path` that the overlay lets through.
+    fn lower_present(&self, upper: &Upper, path: &RelPath) -> bool {
+        !upper.hides_lower(path) && self.lower_state(path) != LowerState::Absent
+    }
+
+    /// `unlink` (`dir` false) and `rmdir` (`dir` true).
+    pub fn remove(&self, parent: u64, name: &Name, dir: bool) -> FsResult<()> {
+        let (dir_path, path, located) = self.writable_child(parent, name)?;
+        let is_dir = located.stat.kind == FileType::Dir;
+        if dir && !is_dir {
+            return Err(FsError::NotDir);
+        }
+        if !dir && is_dir {
+            return Err(FsError::IsDir);
+        }
+        let _ns = self.lock_ns();
+        if dir && !self.list(&path, &located)?.is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        match self.upper() {
+            None => {
+                let dir_fd = self.writable_dir(&dir_path)?;
+                w::unlink(dir_fd.as_fd(), name, dir).map_err(io)?;
+                if located.stat.nlink > 1 && !is_dir {
+                    self.scope.links_changed();
+                }
+            }
+            Some(upper) => {
+                let dir_fd = self.copy_up_dir(upper, &dir_path)?;
+                let lower = self.lower_present(upper, &path);
+                self.record(upper, &path)?;
+                let mut freed = 0;
+                if located.layer == Layer::Upper {
+                    if dir {
+                        self.remove_upper_dir(dir_fd.as_fd(), name)?;
+                    } else {
+                        if located.stat.kind == FileType::File && located.stat.nlink <= 1 {
+                            freed = located.stat.size;
+                        }
+                        w::unlink(dir_fd.as_fd(), name, false).map_err(io)?;
+                    }
+                }
+                if lower {
+                    upper.reserve_files(1)?;
+                    let wh = upper::whiteout_name(name)?;
+                    drop(w::create_file(dir_fd.as_fd(), &wh, 0).map_err(io)?);
+                }
+                upper.note_removed(&path, freed, lower);
+            }
+        }
+        self.inodes.write().detach(parent, name);
+        Ok(())
+    }
+
+    /// `rename`, with `RENAME_NOREPLACE` and `RENAME_EXCHANGE`; other flags are `EINVAL`. In
+    /// overlay mode a directory that exists in SOURCE cannot move (`EXDEV`, tools copy
+    /// instead), as with overlayfs.
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &Name,
+        new_parent: u64,
+        new_name: &Name,
+        flags: u32,
+    ) -> FsResult<()> {
+        self.ensure_writes()?;
+        if flags & !(w::RENAME_NOREPLACE | w::RENAME_EXCHANGE) != 0
+            || flags == w::RENAME_NOREPLACE | w::RENAME_EXCHANGE
+        {
+            return Err(FsError::Invalid);
+        }
+        if upper::is_reserved(name) || upper::is_reserved(new_name) {
+            return Err(FsError::Invalid);
+        }
+        let exchange = flags & w::RENAME_EXCHANGE != 0;
+        let (from_dir, from, src) = self.writable_child(parent, name)?;
+        let to_dir = self.path(new_parent)?;
+        let to = to_dir.join(new_name);
+        if self.locate(&to_dir)?.stat.kind != FileType::Dir {
+            return Err(FsError::NotDir);
+        }
+        self.check_new_name(&to, kind_of(&src.stat))?;
+        let dst = self.locate_opt(&to)?;
+        if let Some(d) = &dst {
+            self.check_writable(&to, &d.stat)?;
+            if exchange {
+                self.check_new_name(&from, kind_of(&d.stat))?;
+            }
+        }
+        match (&dst, exchange) {
+            (None, true) => return Err(FsError::NotFound),
+            (Some(_), false) if flags & w::RENAME_NOREPLACE != 0 => return Err(FsError::Exists),
+            _ => {}
+        }
+        if from == to {
+            return Ok(());
+        }
+        if to.starts_with(&from) || (exchange && from.starts_with(&to)) {
+            return Err(FsError::Invalid);
+        }
+        let src_dir = src.stat.kind == FileType::Dir;
+        let _ns = self.lock_ns();
+        if let (Some(d), false) = (&dst, exchange) {
+            let dst_dir = d.stat.kind == FileType::Dir;
+            if src_dir && !dst_dir {
+                return Err(FsError::NotDir);
+            }
+            if !src_dir && dst_dir {
+                return Err(FsError::IsDir);
+            }
+            if dst_dir && !self.list(&to, d)?.is_empty() {
+                return Err(FsError::NotEmpty);
+            }
+        }
+        match self.upper() {
+            None => {
+                let from_fd = self.writable_dir(&from_dir)?;
+                let to_fd = self.writable_dir(&to_dir)?;
+                w::rename(from_fd.as_fd(), name, to_fd.as_fd(), new_name, flags).map_err(io)?;
+            }
+            Some(upper) => self.rename_upper(
+                upper,
+                (&from, name, &src),
+                (&to, new_name, dst.as_ref()),
+                exchange,
+            )?,
+        }
+        let mut inodes = self.inodes.write();
+        if exchange {
+            inodes.exchange(parent, name, new_parent, new_name);
+        } else {
+            inodes.rename(parent, name, new_parent, new_name);
+        }
+        Ok(())
+    }
+
+    fn rename_upper(
+        &self,
+        upper: &Upper,
+        (from, name, src): (&RelPath, &Name, &Located),
+        (to, new_name, dst): (&RelPath, &Name, Option<&Located>),
+        exchange: bool,
+    ) -> FsResult<()> {
+        let src_dir = src.stat.kind == FileType::Dir;
+        let from_lower = self.lower_present(upper, from);
+        let to_lower = self.lower_present(upper, to);
+        if src_dir && from_lower {
+            return Err(FsError::CrossDevice);
+        }
+        if exchange && dst.is_some_and(|d| d.stat.kind == FileType::Dir) && to_lower {
+            return Err(FsError::CrossDevice);
+        }
+        self.record(upper, from)?;
+        self.record(upper, to)?;
+        let (from_fd, _) = self.copy_up(upper, from, src)?;
+        let to_fd = self.copy_up_dir(upper, &to.parent().unwrap_or_default())?;
+        if exchange {
+            if let Some(d) = dst {
+                self.copy_up(upper, to, d)?;
+            }
+            w::rename(
+                from_fd.as_fd(),
+                name,
+                to_fd.as_fd(),
+                new_name,
+                w::RENAME_EXCHANGE,
+            )
+            .map_err(io)?;
+            upper.note_exchanged(from, to);
+            return Ok(());
+        }
+        if let Some(d) = dst {
+            if d.layer == Layer::Upper && d.stat.kind == FileType::Dir {
+                // Empty in the view; only markers can be left in it.
+                self.remove_upper_dir(to_fd.as_fd(), new_name)?;
+            }
+        }
+        if from_lower {
+            upper.reserve_files(1)?;
+        }
+        w::rename(from_fd.as_fd(), name, to_fd.as_fd(), new_name, 0).map_err(io)?;
+        if src_dir && to_lower && !upper.is_opaque(from) {
+            let moved = sys::open_child_dir(to_fd.as_fd(), new_name).map_err(io)?;
+            let marker = Name::new(OPAQUE).map_err(|_| FsError::Invalid)?;
+            drop(w::create_file(moved.as_fd(), &marker, 0).map_err(io)?);
+        }
+        if upper.whited_out(to) {
+            let wh = upper::whiteout_name(new_name)?;
+            w::unlink(to_fd.as_fd(), &wh, false).map_err(io)?;
+        }
+        if from_lower {
+            let wh = upper::whiteout_name(name)?;
+            drop(w::create_file(from_fd.as_fd(), &wh, 0).map_err(io)?);
+        }
+        upper.note_renamed(from, to, from_lower);
+        if src_dir && to_lower {
+            upper.note_opaque(to);
+        }
+        Ok(())
+    }
+
+    /// Opens node `ino` for writing: copied up first in overlay mode.
+    pub(super) fn open_for_write(&self, ino: u64) -> FsResult<Handle> {
+        let (path, located) = self.writable_node(ino)?;
+        match located.stat.kind {
+            FileType::File => {}
+            FileType::Dir => return Err(FsError::IsDir),
+            _ => return Err(FsError::Access),
+        }
+        let _ns = self.lock_ns();
+        let root = match self.upper() {
+            Some(upper) => {
+                self.copy_up(upper, &path, &located)?;
+                upper.root()
+            }
+            None => self.scope.root(),
+        };
+        let file = sys::open_regular(root, &path, true).map_err(FsError::resolving)?;
+        Ok(Handle {
+            file,
+            upper: self.upper().is_some(),
+            path: Some(path),
+        })
+    }
+
+    /// `write` through an open handle; in overlay mode growth counts against
+    /// `overlay_bytes`.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        self.ensure_writes()?;
+        let handle = self.handle(fh)?;
+        let growth = self.growth(&handle, offset.saturating_add(data.len() as u64))?;
+        handle.file.write_all_at(data, offset).map_err(io)?;
+        if let (Some(upper), true) = (self.upper(), handle.upper) {
+            upper.add_bytes(i64::try_from(growth).unwrap_or(i64::MAX));
+        }
+        u32::try_from(data.len()).map_err(|_| FsError::Invalid)
+    }
+
+    /// How much a file grows if it ends at `end`, refused past the overlay's byte limit.
+    fn growth(&self, handle: &Handle, end: u64) -> FsResult<u64> {
+        let (Some(upper), true) = (self.upper(), handle.upper) else {
+            return Ok(0);
+        };
+        let size = sys::fstat(handle.file.as_fd())?.size;
+        let growth = end.saturating_sub(size);
+        upper.reserve_bytes(growth)?;
+        Ok(growth)
+    }
+
+    /// `fallocate` through an open handle.
+    pub fn fallocate(&self, fh: u64, mode: i32, offset: u64, len: u64) -> FsResult<()> {
+        self.ensure_writes()?;
+        let handle = self.handle(fh)?;
+        let growth = if mode & libc::FALLOC_FL_KEEP_SIZE == 0 {
+            self.growth(&handle, offset.saturating_add(len))?
+        } else {
+            0
+        };
+        w::fallocate(handle.file.as_fd(), mode, offset, len).map_err(io)?;
+        if let (Some(upper), true) = (self.upper(), handle.upper) {
+            upper.add_bytes(i64::try_from(growth).unwrap_or(i64::MAX));
+        }
+        Ok(())
+    }
+
+    /// `fsync`: the file's data and, in overlay mode, the directory entry of its copy.
+    pub fn fsync(&self, fh: u64, data_only: bool) -> FsResult<()> {
+        let handle = self.handle(fh)?;
+        w::fsync(handle.file.as_fd(), data_only).map_err(io)?;
+        if let (Some(upper), Some(path)) = (self.upper(), &handle.path) {
+            if let Ok(dir) = upper.resolve(&path.parent().unwrap_or_default(), Open::Dir) {
+                w::fsync(dir.as_fd(), false).map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `setattr`: mode (setuid/setgid stripped), owner, size and times.
+    pub fn setattr(
+        &self,
+        ino: u64,
+        set: SetAttr,
+        fh: Option<u64>,
+        caller: Caller,
+    ) -> FsResult<Stat> {
+        let (path, located) = self.writable_node(ino)?;
+        if path.is_root() {
+            return Err(FsError::NotPermitted);
+        }
+        let st = located.stat;
+        if caller.uid != 0 {
+            let uid_change = set.uid.is_some_and(|u| u != st.uid);
+            let gid_change = set.gid.is_some_and(|g| g != st.gid);
+            if uid_change || (gid_change && caller.uid != st.uid) {
+                return Err(FsError::NotPermitted);
+            }
+        }
+        let _ns = self.lock_ns();
+        let (dir, name) = self.writable_copy(&path, &located)?;
+        if let Some(size) = set.size {
+            if st.kind != FileType::File {
+                return Err(if st.kind == FileType::Dir {
+                    FsError::IsDir
+                } else {
+                    FsError::Invalid
+                });
+            }
+            let handle = match fh.and_then(|fh| self.files.lock().get(&fh).cloned()) {
+                Some(h) if h.path.is_some() => h,
+                _ => std::sync::Arc::new(Handle {
+                    file: sys::open_regular(self.layer_root_for_write(), &path, true)
+                        .map_err(FsError::resolving)?,
+                    upper: self.upper().is_some(),
+                    path: Some(path.clone()),
+                }),
+            };
+            let before = sys::fstat(handle.file.as_fd())?.size;
+            self.growth(&handle, size)?;
+            w::truncate(handle.file.as_fd(), size).map_err(io)?;
+            if let (Some(upper), true) = (self.upper(), handle.upper) {
+                upper.add_bytes(size as i64 - before as i64);
+            }
+        }
+        if let Some(mode) = set.mode {
+            if st.kind != FileType::Symlink {
+                w::chmod_at(dir.as_fd(), &name, mode & 0o7777 & !SETID).map_err(io)?;
+            }
+        }
+        if set.uid.is_some() || set.gid.is_some() {
+            w::chown_at(
+                dir.as_fd(),
+                &name,
+                set.uid.unwrap_or(u32::MAX),
+                set.gid.unwrap_or(u32::MAX),
+            )
+            .map_err(io)?;
+        }
+        if set.atime.is_some() || set.mtime.is_some() {
+            w::set_times_at(
+                dir.as_fd(),
+                &name,
+                set.atime.unwrap_or(SetTime::Keep),
+                set.mtime.unwrap_or(SetTime::Keep),
+            )
+            .map_err(io)?;
+        }
+        Ok(self.sanitise(ino, self.locate(&path)?.stat))
+    }
+
+    /// The root of the layer writes go to.
+    fn layer_root_for_write(&self) -> BorrowedFd<'_> {
+        match self.upper() {
+            Some(upper) => upper.root(),
+            None => self.scope.root(),
+        }
+    }
+
+    /// `setxattr` and `removexattr` (`value` `None`): only `user.*` attributes.
+    pub fn set_xattr(
+        &self,
+        ino: u64,
+        name: &[u8],
+        value: Option<&[u8]>,
+        flags: i32,
+    ) -> FsResult<()> {
+        let (path, located) = self.writable_node(ino)?;
+        if !name.starts_with(b"user.") {
+            return Err(FsError::NotSupported);
+        }
+        if !matches!(located.stat.kind, FileType::File | FileType::Dir) {
+            return Err(FsError::NotPermitted);
+        }
+        let _ns = self.lock_ns();
+        self.writable_copy(&path, &located)?;
+        let fd = match located.stat.kind {
+            FileType::Dir => sys::resolve(self.layer_root_for_write(), &path, Open::Dir)
+                .map_err(FsError::resolving)?,
+            _ => sys::open_regular(self.layer_root_for_write(), &path, false)
+                .map_err(FsError::resolving)?
+                .into(),
+        };
+        match value {
+            Some(value) => w::setxattr(fd.as_fd(), name, value, flags).map_err(io),
+            None => w::removexattr(fd.as_fd(), name).map_err(io),
+        }
+    }
+}
