@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use fuser::{Config, MountOption, Session, SessionACL};
+use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionACL};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -74,7 +74,7 @@ impl MountCmd {
             Err(e) => return Err(e),
         };
         if self.options.foreground || self.options.daemon_child {
-            serve(prepared, &self.options)
+            serve(prepared, &self.policy, &self.options)
         } else {
             detach(&prepared.mountpoint)
         }
@@ -285,7 +285,7 @@ fn report_error(err: CliError) -> CliResult {
 }
 
 /// Mounts and serves until unmounted or signalled.
-fn serve(prepared: Prepared, options: &MountOptions) -> CliResult {
+fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliResult {
     let report = |err: CliError| {
         if options.daemon_child {
             report_error(err)
@@ -301,8 +301,8 @@ fn serve(prepared: Prepared, options: &MountOptions) -> CliResult {
         Ok(w) => w,
         Err(e) => return report(e),
     };
-    let view = match View::new(&prepared.source, matcher, writes) {
-        Ok(v) => Arc::new(v),
+    let view = match View::new(&prepared.source, matcher, writes).map(Arc::new) {
+        Ok(v) => v,
         Err(e) => {
             return report(CliError::runtime(format!(
                 "cannot open SOURCE {}: {e}",
@@ -310,7 +310,7 @@ fn serve(prepared: Prepared, options: &MountOptions) -> CliResult {
             )));
         }
     };
-    let fs = ScopeFs::new(view);
+    let fs = ScopeFs::new(view.clone());
     let session = if sys::euid() == 0 {
         mount_direct(fs, &prepared, options)
     } else {
@@ -334,13 +334,16 @@ fn serve(prepared: Prepared, options: &MountOptions) -> CliResult {
         tracing::warn!(error = %e, "cannot make the daemon non-dumpable");
     }
     let mut unmounter = session.unmount_callable();
+    let notifier = session.notifier();
     let mountpoint = prepared.mountpoint.clone();
+    let args = args.clone();
+    let write_mode = prepared.policy.write_mode();
     match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(mut signals) => {
             std::thread::spawn(move || {
                 for signal in signals.forever() {
                     if signal == SIGHUP {
-                        tracing::info!("SIGHUP: the policy is fixed for the life of this mount");
+                        reload(&view, &notifier, &args, write_mode);
                         continue;
                     }
                     tracing::info!(signal, "unmounting");
@@ -368,6 +371,40 @@ fn serve(prepared: Prepared, options: &MountOptions) -> CliResult {
     session
         .run()
         .map_err(|e| CliError::runtime(format!("the file system stopped: {e}")))
+}
+
+/// SIGHUP: reads the policy again and puts it in force, then makes the kernel forget every
+/// cached entry so that what became hidden disappears at once. An invalid policy, or one that
+/// changes the write mode, keeps the old policy and says why on stderr.
+fn reload(view: &View, notifier: &Notifier, args: &PolicyArgs, write_mode: WriteMode) {
+    let compiled = Policy::from_args(args).and_then(|policy| {
+        let matcher = policy.compile()?;
+        Ok((policy, matcher))
+    });
+    let (policy, matcher) = match compiled {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "scopefs: SIGHUP: the policy was not reloaded, the old one stays in force: {}",
+                e.first_line()
+            );
+            tracing::error!(error = %e.first_line(), "policy reload refused");
+            return;
+        }
+    };
+    if policy.write_mode() != write_mode {
+        eprintln!(
+            "scopefs: SIGHUP: the policy was not reloaded: writes.mode cannot change while mounted; unmount and mount again"
+        );
+        tracing::error!("policy reload refused: the write mode changed");
+        return;
+    }
+    let entries = view.reload(Arc::new(matcher));
+    for (parent, name) in &entries {
+        // ENOENT only means the kernel had already dropped it.
+        let _ = notifier.inval_entry(INodeNo(*parent), name.as_os_str());
+    }
+    tracing::info!(entries = entries.len(), "policy reloaded");
 }
 
 /// The writable layer the policy asks for; in overlay mode this opens and locks OVERLAY.

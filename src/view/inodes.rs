@@ -98,6 +98,11 @@ impl Inodes {
         ino
     }
 
+    /// Every entry the kernel holds a node for, as (parent, name).
+    pub fn entries(&self) -> Vec<(u64, Name)> {
+        self.by_name.keys().cloned().collect()
+    }
+
     /// The entry `name` of `parent` was removed: its node (which open files and the kernel may
     /// still hold) no longer has a path.
     pub fn detach(&mut self, parent: u64, name: &Name) {

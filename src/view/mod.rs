@@ -228,6 +228,14 @@ impl View {
         })
     }
 
+    /// Puts a new policy in force. Returns every entry the kernel may have cached, as
+    /// (parent, name), so the caller can tell the kernel to forget them: an entry that became
+    /// hidden must disappear at once, not when its cache time runs out.
+    pub fn reload(&self, matcher: Arc<Matcher>) -> Vec<(u64, Name)> {
+        self.scope.set_matcher(matcher);
+        self.inodes.read().entries()
+    }
+
     /// `forget`: the kernel dropped `n` references to `ino`.
     pub fn forget(&self, ino: u64, n: u64) {
         self.inodes.write().forget(ino, n);

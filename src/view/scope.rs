@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::{ArcSwap, Guard};
 use parking_lot::RwLock;
 
 use crate::path::{Name, RelPath};
@@ -73,7 +74,7 @@ pub struct Found {
 /// Visibility decisions for one SOURCE.
 pub struct Scope {
     root: OwnedFd,
-    matcher: Arc<Matcher>,
+    matcher: ArcSwap<Matcher>,
     links: RwLock<Option<Arc<LinkIndex>>>,
 }
 
@@ -91,7 +92,7 @@ impl Scope {
     pub fn open(source: &Path, matcher: Arc<Matcher>) -> io::Result<Scope> {
         Ok(Scope {
             root: sys::open_root(source)?,
-            matcher,
+            matcher: ArcSwap::new(matcher),
             links: RwLock::new(None),
         })
     }
@@ -101,8 +102,15 @@ impl Scope {
         self.root.as_fd()
     }
 
-    pub fn matcher(&self) -> &Matcher {
-        &self.matcher
+    /// The policy in force (replaced as a whole by [`Scope::set_matcher`]).
+    pub fn matcher(&self) -> Guard<Arc<Matcher>> {
+        self.matcher.load()
+    }
+
+    /// Puts a new policy in force, for every request from now on.
+    pub fn set_matcher(&self, matcher: Arc<Matcher>) {
+        self.matcher.store(matcher);
+        self.links_changed();
     }
 
     /// Judges `path`, whose attributes `st` were just read without following symlinks, and
@@ -113,7 +121,7 @@ impl Scope {
         st: &Stat,
         target: impl FnOnce() -> io::Result<Vec<u8>>,
     ) -> Judged {
-        let verdict = match self.matcher.decide(path, kind_of(st)) {
+        let verdict = match self.matcher.load().decide(path, kind_of(st)) {
             Decision::Visible(rule) => Verdict::Visible(rule),
             Decision::Transit if st.kind == FileType::Dir => Verdict::Transit,
             Decision::Transit | Decision::NotAllowed => return Err(HiddenReason::NotAllowed),
@@ -132,7 +140,7 @@ impl Scope {
         target: impl FnOnce() -> io::Result<Vec<u8>>,
     ) -> bool {
         path.is_root()
-            || (self.matcher.is_visible(path, kind_of(st))
+            || (self.matcher.load().is_visible(path, kind_of(st))
                 && self.judge_object(path, st, target).is_ok())
     }
 
@@ -156,7 +164,7 @@ impl Scope {
         target: impl FnOnce() -> io::Result<Vec<u8>>,
     ) -> bool {
         path.is_root()
-            || (self.matcher.is_visible(path, kind_of(st))
+            || (self.matcher.load().is_visible(path, kind_of(st))
                 && (st.kind != FileType::Symlink || self.judge_symlink(path, target).is_ok()))
     }
 
@@ -181,7 +189,7 @@ impl Scope {
         target: impl FnOnce() -> io::Result<Vec<u8>>,
     ) -> Result<(), HiddenReason> {
         let hidden = |why: &str| Err(HiddenReason::Symlink(why.to_string()));
-        match self.matcher.symlinks() {
+        match self.matcher.load().symlinks() {
             SymlinkMode::Keep => return Ok(()),
             SymlinkMode::Hide => return hidden("symlinks = \"hide\""),
             SymlinkMode::Contain => {}
@@ -217,7 +225,7 @@ impl Scope {
             .and_then(|fd| sys::fstat(fd.as_fd()))
         {
             Ok(st) => {
-                self.matcher.is_visible(&dest, kind_of(&st))
+                self.matcher.load().is_visible(&dest, kind_of(&st))
                     && (st.kind == FileType::Dir
                         || st.kind == FileType::Symlink
                         || st.nlink <= 1
@@ -226,8 +234,8 @@ impl Scope {
             // Not there yet, or reached only through another symlink (which is judged on its
             // own when the kernel looks it up): judge the name as either kind.
             Err(_) => {
-                self.matcher.is_visible(&dest, Kind::NonDir)
-                    && self.matcher.is_visible(&dest, Kind::Dir)
+                self.matcher.load().is_visible(&dest, Kind::NonDir)
+                    && self.matcher.load().is_visible(&dest, Kind::Dir)
             }
         };
         if visible {
@@ -238,7 +246,7 @@ impl Scope {
     }
 
     fn judge_hardlink(&self, st: &Stat) -> Result<(), HiddenReason> {
-        if self.matcher.hardlinks() == HardlinkMode::Keep {
+        if self.matcher.load().hardlinks() == HardlinkMode::Keep {
             return Ok(());
         }
         let known = self.links.read().clone();
@@ -306,7 +314,7 @@ impl Scope {
                 continue;
             }
             let child = path.join(&name);
-            let visible = self.matcher.is_visible(&child, Kind::NonDir)
+            let visible = self.matcher.load().is_visible(&child, Kind::NonDir)
                 && (st.kind != FileType::Symlink
                     || self
                         .judge_symlink(&child, || sys::readlink_child(dir.as_fd(), &name))
