@@ -84,6 +84,12 @@ impl MountCmd {
 /// Checks the policy, SOURCE, MOUNTPOINT and the FUSE device; nothing is mounted yet.
 pub fn prepare(args: &PolicyArgs, source: &Path, mountpoint: &Path) -> CliResult<Prepared> {
     let policy = Policy::from_args(args).map_err(|e| CliError::usage(e.first_line()))?;
+    if let Some(log) = &policy.audit().log {
+        return Err(CliError::usage(format!(
+            "the audit log ({}) is not available in this version of scopefs: remove --audit-log / [audit] log",
+            log.display()
+        )));
+    }
     let source = check_source(source)?;
     let mountpoint = check_mountpoint(mountpoint)?;
     if mountpoint.starts_with(&source) {
