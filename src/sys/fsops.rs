@@ -66,6 +66,32 @@ pub fn create_excl_at(dir: BorrowedFd<'_>, name: &Name, mode: u32) -> io::Result
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
+/// Opens the regular file `name` in `dir` for reading: checked to be a regular file first, then
+/// opened with `O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY` and checked again to be the same
+/// inode, so no device, FIFO or symlink is ever opened.
+pub fn open_file_at(dir: BorrowedFd<'_>, name: &Name) -> io::Result<File> {
+    let before = super::stat_at(dir, name)?;
+    if before.kind != super::FileType::File {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let c = cname(name)?;
+    // SAFETY: `c` is a valid C string; `dir` is a live descriptor.
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by a successful openat; nothing else owns it.
+    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let after = super::fstat(std::os::fd::AsFd::as_fd(&file))?;
+    if (after.dev, after.ino) != (before.dev, before.ino) || after.kind != super::FileType::File {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    Ok(file)
+}
+
 /// `symlinkat(target, dir, name)`.
 pub fn symlink_at(target: &[u8], dir: BorrowedFd<'_>, name: &Name) -> io::Result<()> {
     let t = CString::new(target).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
