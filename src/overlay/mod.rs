@@ -22,6 +22,9 @@
 //! `upper/` only through descriptors, never following a symlink, because everything in it was
 //! written by the agent (THREATS R11). It never touches SOURCE.
 
+pub mod apply;
+pub mod changes;
+
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -591,6 +594,23 @@ fn open_origins(dir: &Path, writable: bool) -> Result<Origins, OverlayError> {
         map,
         file: Some(file),
     })
+}
+
+/// Opens the regular file at `path` beneath `root` for reading, never following a symlink and
+/// never opening anything but a regular file.
+pub fn open_file_beneath(root: BorrowedFd<'_>, path: &RelPath) -> io::Result<File> {
+    let (parent, name) = split(path)?;
+    let dir = sys::resolve(root, &parent, Open::Path)?;
+    fsops::open_file_at(dir.as_fd(), &name)
+}
+
+/// The parent and last component of a path other than the root.
+pub fn split(path: &RelPath) -> io::Result<(RelPath, Name)> {
+    let name = path
+        .file_name()
+        .and_then(|n| Name::new(n).ok())
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok((path.parent().unwrap_or_default(), name))
 }
 
 /// Empties a directory through descriptors (never following a symlink inside it).
