@@ -8,7 +8,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::error::CliResult;
 use crate::policy::WriteMode;
 
+pub mod apply;
 pub mod check;
+pub mod diff;
+pub mod discard;
 pub mod explain;
 pub mod mount;
 pub mod umount;
@@ -32,6 +35,12 @@ pub enum Command {
     Explain(explain::ExplainCmd),
     /// Validate a policy file (and SOURCE, if given).
     Check(check::CheckCmd),
+    /// List the changes an overlay holds against its SOURCE.
+    Diff(diff::DiffCmd),
+    /// Copy an overlay's changes (all, or the PATHs given) into SOURCE.
+    Apply(apply::ApplyCmd),
+    /// Drop an overlay's changes (all, or the PATHs given).
+    Discard(discard::DiscardCmd),
 }
 
 /// The policy options shared by `mount`, `run`, `explain` and `check` (SPEC §1).
@@ -89,5 +98,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Umount(cmd) => cmd.run(),
         Command::Explain(cmd) => cmd.run(),
         Command::Check(cmd) => cmd.run(),
+        Command::Diff(cmd) => cmd.run(),
+        Command::Apply(cmd) => cmd.run(),
+        Command::Discard(cmd) => cmd.run(),
     }
 }
