@@ -14,6 +14,7 @@ pub mod diff;
 pub mod discard;
 pub mod explain;
 pub mod mount;
+pub mod run;
 pub mod umount;
 
 /// A scoped view of a directory for an AI agent: only allowlisted paths appear, secrets are
@@ -29,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Mount a scoped view of SOURCE at MOUNTPOINT.
     Mount(mount::MountCmd),
+    /// Mount a view, run COMMAND in it, then unmount and clean up.
+    Run(run::RunCmd),
     /// Unmount a view and wait until its daemon has exited.
     Umount(umount::UmountCmd),
     /// Print each PATH's verdict and the rule that decided it (or the whole view with --tree).
@@ -96,6 +99,7 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Mount(cmd) => cmd.run(),
         Command::Umount(cmd) => cmd.run(),
+        Command::Run(cmd) => cmd.run(),
         Command::Explain(cmd) => cmd.run(),
         Command::Check(cmd) => cmd.run(),
         Command::Diff(cmd) => cmd.run(),

@@ -290,35 +290,33 @@ fn report_error(err: CliError) -> CliResult {
     Err(err)
 }
 
-/// Mounts and serves until unmounted or signalled.
-fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliResult {
-    let report = |err: CliError| {
-        if options.daemon_child {
-            report_error(err)
-        } else {
-            Err(err)
-        }
-    };
-    let matcher = match prepared.policy.compile() {
-        Ok(m) => Arc::new(m),
-        Err(e) => return report(CliError::usage(e.first_line())),
-    };
-    let writes = match open_writes(&prepared) {
-        Ok(w) => w,
-        Err(e) => return report(e),
-    };
-    let view = match View::new(&prepared.source, matcher, writes).map(Arc::new) {
-        Ok(v) => v,
-        Err(e) => {
-            return report(CliError::runtime(format!(
+/// A view just mounted, its session not yet serving.
+pub struct Started {
+    pub session: Session<ScopeFs>,
+    pub view: Arc<View>,
+}
+
+/// Compiles the policy, opens SOURCE (and the overlay), and mounts the view at MOUNTPOINT.
+/// On failure nothing is left mounted.
+pub fn start(prepared: &Prepared, options: &MountOptions) -> CliResult<Started> {
+    let matcher = Arc::new(
+        prepared
+            .policy
+            .compile()
+            .map_err(|e| CliError::usage(e.first_line()))?,
+    );
+    let writes = open_writes(prepared)?;
+    let view = View::new(&prepared.source, matcher, writes)
+        .map(Arc::new)
+        .map_err(|e| {
+            CliError::runtime(format!(
                 "cannot open SOURCE {}: {e}",
                 prepared.source.display()
-            )));
-        }
-    };
+            ))
+        })?;
     let fs = ScopeFs::new(view.clone());
     let session = if sys::euid() == 0 {
-        mount_direct(fs, &prepared, options)
+        mount_direct(fs, prepared, options)?
     } else {
         Session::new(
             fs,
@@ -330,15 +328,42 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
                 "cannot mount at {}: {e}; install fusermount3 (package fuse3) or run as root",
                 prepared.mountpoint.display()
             ))
-        })
-    };
-    let mut session = match session {
-        Ok(s) => s,
-        Err(e) => return report(e),
+        })?
     };
     if let Err(e) = sys::set_non_dumpable() {
         tracing::warn!(error = %e, "cannot make the daemon non-dumpable");
     }
+    Ok(Started { session, view })
+}
+
+/// Unmounts the view at `mountpoint`, detaching it lazily if it is busy.
+pub fn unmount_view(mountpoint: &Path, unmounter: &mut fuser::SessionUnmounter) {
+    let result = if sys::euid() == 0 {
+        sys::unmount(mountpoint, false)
+    } else {
+        unmounter.unmount()
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "unmount failed; detaching lazily");
+        if let Err(e) = sys::unmount(mountpoint, true) {
+            tracing::error!(error = %e, "cannot detach the mount");
+        }
+    }
+}
+
+/// Mounts and serves until unmounted or signalled.
+fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliResult {
+    let report = |err: CliError| {
+        if options.daemon_child {
+            report_error(err)
+        } else {
+            Err(err)
+        }
+    };
+    let Started { mut session, view } = match start(&prepared, options) {
+        Ok(s) => s,
+        Err(e) => return report(e),
+    };
     let mut unmounter = session.unmount_callable();
     let notifier = session.notifier();
     let mountpoint = prepared.mountpoint.clone();
@@ -353,17 +378,7 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
                         continue;
                     }
                     tracing::info!(signal, "unmounting");
-                    let result = if sys::euid() == 0 {
-                        sys::unmount(&mountpoint, false)
-                    } else {
-                        unmounter.unmount()
-                    };
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "unmount failed; detaching lazily");
-                        if let Err(e) = sys::unmount(&mountpoint, true) {
-                            tracing::error!(error = %e, "cannot detach the mount");
-                        }
-                    }
+                    unmount_view(&mountpoint, &mut unmounter);
                     break;
                 }
             });
@@ -382,7 +397,7 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
 /// SIGHUP: reads the policy again and puts it in force, then makes the kernel forget every
 /// cached entry so that what became hidden disappears at once. An invalid policy, or one that
 /// changes the write mode, keeps the old policy and says why on stderr.
-fn reload(view: &View, notifier: &Notifier, args: &PolicyArgs, write_mode: WriteMode) {
+pub fn reload(view: &View, notifier: &Notifier, args: &PolicyArgs, write_mode: WriteMode) {
     let compiled = Policy::from_args(args).and_then(|policy| {
         let matcher = policy.compile()?;
         Ok((policy, matcher))

@@ -8,6 +8,7 @@
 
 pub mod fsops;
 pub mod mountinfo;
+pub mod spawn;
 pub mod write;
 
 use std::ffi::{CStr, CString, OsStr};
