@@ -23,7 +23,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 
 use crate::path::{Name, RelPath};
-use crate::sys::{self, FileType, Open, fsops};
+use crate::sys::write as w;
+use crate::sys::{self, FileType, Open};
 
 use super::changes::{Change, EntryKind, Op, stat_beneath};
 use super::{LowerState, Overlay, UpperName, remove_tree_at, split, whiteout_name};
@@ -281,11 +282,11 @@ impl Applier<'_> {
                     FileType::Dir => match sys::stat_at(dir, &name) {
                         Ok(st) if st.kind == FileType::Dir => {}
                         Ok(_) => {
-                            fsops::unlink_at(dir, &name, false)?;
-                            fsops::mkdir_at(dir, &name, 0o700)?;
+                            w::unlink(dir, &name, false)?;
+                            w::mkdir(dir, &name, 0o700)?;
                         }
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                            fsops::mkdir_at(dir, &name, 0o700)?
+                            w::mkdir(dir, &name, 0o700)?
                         }
                         Err(e) => return Err(e),
                     },
@@ -301,7 +302,7 @@ impl Applier<'_> {
         if sys::stat_at(dir, name).is_ok_and(|st| st.kind == FileType::Dir) {
             remove_tree_at(dir, name)?;
         }
-        fsops::rename_at(dir, tmp, dir, name)
+        w::rename(dir, tmp, dir, name, 0)
     }
 
     fn write_file(
@@ -313,7 +314,7 @@ impl Applier<'_> {
     ) -> io::Result<()> {
         let mut src = super::open_file_beneath(self.overlay.upper(), path)?;
         let tmp = self.temp_name()?;
-        let mut dst = fsops::create_excl_at(dir, &tmp, 0o600)?;
+        let mut dst = w::create_file(dir, &tmp, 0o600).map(File::from)?;
         let result = (|| {
             io::copy(&mut src, &mut dst)?;
             dst.set_permissions(Permissions::from_mode(up.perm & 0o1777))?;
@@ -326,7 +327,7 @@ impl Applier<'_> {
             self.replace(dir, &tmp, name)
         })();
         if result.is_err() {
-            let _ = fsops::unlink_at(dir, &tmp, false);
+            let _ = w::unlink(dir, &tmp, false);
         }
         result
     }
@@ -340,11 +341,16 @@ impl Applier<'_> {
     ) -> io::Result<()> {
         let target = sys::readlink(sys::resolve(self.overlay.upper(), path, Open::Path)?.as_fd())?;
         let tmp = self.temp_name()?;
-        fsops::symlink_at(&target, dir, &tmp)?;
-        let result = fsops::set_times_at(dir, &tmp, up.atime, up.mtime)
-            .and_then(|()| self.replace(dir, &tmp, name));
+        w::symlink(&target, dir, &tmp)?;
+        let result = w::set_times_at(
+            dir,
+            &tmp,
+            w::SetTime::At(up.atime),
+            w::SetTime::At(up.mtime),
+        )
+        .and_then(|()| self.replace(dir, &tmp, name));
         if result.is_err() {
-            let _ = fsops::unlink_at(dir, &tmp, false);
+            let _ = w::unlink(dir, &tmp, false);
         }
         result
     }
@@ -480,7 +486,7 @@ impl Tidy<'_> {
             let stale =
                 sys::stat_at(pfd.as_fd(), &wh).is_ok() && stat_beneath(self.lower, path)?.is_none();
             if stale {
-                fsops::unlink_at(pfd.as_fd(), &wh, false)?;
+                w::unlink(pfd.as_fd(), &wh, false)?;
             }
         }
         let up = match sys::stat_at(pfd.as_fd(), &name) {
@@ -500,7 +506,7 @@ impl Tidy<'_> {
             _ => false,
         };
         if same {
-            fsops::unlink_at(pfd.as_fd(), &name, false)?;
+            w::unlink(pfd.as_fd(), &name, false)?;
         }
         Ok(same)
     }
@@ -535,7 +541,7 @@ impl Tidy<'_> {
             && empty
             && low.is_some_and(|l| l.kind == FileType::Dir && l.perm == up.perm);
         if same {
-            match fsops::unlink_at(parent, name, true) {
+            match w::unlink(parent, name, true) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => return Ok(false),
                 Err(e) => return Err(e),
@@ -582,7 +588,7 @@ impl Tidy<'_> {
             if hides {
                 left += 1;
             } else {
-                fsops::unlink_at(fd.as_fd(), wh, false)?;
+                w::unlink(fd.as_fd(), wh, false)?;
             }
         }
         if let Some(m) = &marker {
@@ -596,7 +602,7 @@ impl Tidy<'_> {
             if hides || opaque_above {
                 left += 1;
             } else {
-                fsops::unlink_at(fd.as_fd(), m, false)?;
+                w::unlink(fd.as_fd(), m, false)?;
             }
         }
         let opaque_now = opaque_above
@@ -637,7 +643,7 @@ pub fn discard(overlay: &Overlay, lower: BorrowedFd<'_>, scopes: &[RelPath]) -> 
         if let Ok(pfd) = sys::resolve(overlay.upper(), &parent, Open::Path) {
             remove_tree_at(pfd.as_fd(), &name)?;
             if let Some(wh) = whiteout_name(&name) {
-                match fsops::unlink_at(pfd.as_fd(), &wh, false) {
+                match w::unlink(pfd.as_fd(), &wh, false) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                     _ => {}
                 }
@@ -705,17 +711,17 @@ fn reveal(overlay: &Overlay, lower: BorrowedFd<'_>, path: &RelPath) -> io::Resul
                 if both_dirs {
                     let child_fd = sys::resolve(overlay.upper(), &level.join(&child), Open::Path)?;
                     if !has_marker(child_fd.as_fd()) {
-                        fsops::create_excl_at(child_fd.as_fd(), &marker, 0)?;
+                        w::create_file(child_fd.as_fd(), &marker, 0).map(File::from)?;
                     }
                 }
                 continue;
             }
             if !upper_names.contains(&wh) {
-                fsops::create_excl_at(ufd.as_fd(), &wh, 0)?;
+                w::create_file(ufd.as_fd(), &wh, 0).map(File::from)?;
             }
         }
         if upper_names.contains(&marker) {
-            fsops::unlink_at(ufd.as_fd(), &marker, false)?;
+            w::unlink(ufd.as_fd(), &marker, false)?;
         }
         let next = level.join(&step);
         if next == *path {
@@ -730,7 +736,7 @@ fn reveal(overlay: &Overlay, lower: BorrowedFd<'_>, path: &RelPath) -> io::Resul
         // descending, so the loop treats it like the top.
         let nfd = sys::resolve(overlay.upper(), &next, Open::Path)?;
         if !has_marker(nfd.as_fd()) {
-            fsops::create_excl_at(nfd.as_fd(), &marker, 0)?;
+            w::create_file(nfd.as_fd(), &marker, 0).map(File::from)?;
         }
         level = next;
     }

@@ -38,7 +38,8 @@ use parking_lot::Mutex;
 
 use crate::error::CliError;
 use crate::path::{Name, RelPath};
-use crate::sys::{self, FileType, Open, fsops};
+use crate::sys::write as w;
+use crate::sys::{self, FileType, Open};
 
 /// The prefix of a whiteout: `.wh.NAME` in upper/ says NAME was deleted from the view.
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -519,7 +520,7 @@ fn take_lock(dir: &Path) -> Result<File, OverlayError> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&path)
         .map_err(io_err("open the lock file", &path))?;
-    if !fsops::try_lock_exclusive(&file).map_err(io_err("lock", &path))? {
+    if !w::try_lock_exclusive(&file).map_err(io_err("lock", &path))? {
         let mut text = String::new();
         let pid = file
             .read_to_string(&mut text)
@@ -601,7 +602,7 @@ fn open_origins(dir: &Path, writable: bool) -> Result<Origins, OverlayError> {
 pub fn open_file_beneath(root: BorrowedFd<'_>, path: &RelPath) -> io::Result<File> {
     let (parent, name) = split(path)?;
     let dir = sys::resolve(root, &parent, Open::Path)?;
-    fsops::open_file_at(dir.as_fd(), &name)
+    sys::open_regular(dir.as_fd(), &RelPath::root().join(&name), false)
 }
 
 /// The parent and last component of a path other than the root.
@@ -637,7 +638,7 @@ pub fn remove_tree_at(dir: BorrowedFd<'_>, name: &Name) -> io::Result<()> {
         let child = sys::open_child_dir(dir, name)?;
         empty_dir(child.as_fd())?;
     }
-    match fsops::unlink_at(dir, name, st.kind == FileType::Dir) {
+    match w::unlink(dir, name, st.kind == FileType::Dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
     }

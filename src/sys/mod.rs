@@ -6,7 +6,6 @@
 //! from the kernel ever reaches a syscall from the host's root, and nothing here follows a
 //! symlink. This module knows nothing of the policy or of FUSE.
 
-pub mod fsops;
 pub mod mountinfo;
 pub mod spawn;
 pub mod write;

@@ -14,7 +14,24 @@ fn cname(name: &Name) -> io::Result<CString> {
     cstring(name.as_bytes())
 }
 
-/// `openat(dir, name, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW, mode)`: a new regular file.
+/// `flock(file, LOCK_EX | LOCK_NB)`: `Ok(true)` when the lock was taken, `Ok(false)` when
+/// another open file description holds it. The lock lasts as long as `file` stays open.
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    // SAFETY: flock on a live descriptor has no memory effects.
+    let ret = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if ret == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}
+
+/// `openat(dir, name, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW, mode)`: a new regular file; it
+/// never opens something that already exists (a planted symlink included).
 pub fn create_file(dir: BorrowedFd<'_>, name: &Name, mode: u32) -> io::Result<OwnedFd> {
     let c = cname(name)?;
     // SAFETY: `c` is a valid C string; `dir` is a live descriptor.
@@ -296,5 +313,64 @@ pub fn copy_contents(from: &std::fs::File, to: &std::fs::File) -> io::Result<u64
             return Ok(total);
         }
         total += n as u64;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::fs::File;
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::sys::{open_root, stat_at};
+
+    fn name(s: &str) -> Name {
+        Name::new(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn create_rename_unlink_through_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = open_root(dir.path()).unwrap();
+        let fd = root.as_fd();
+        mkdir(fd, &name("d"), 0o750).unwrap();
+        let mut f = File::from(create_file(fd, &name("tmp"), 0o640).unwrap());
+        f.write_all(b"hello").unwrap();
+        drop(f);
+        let again = create_file(fd, &name("tmp"), 0o640).unwrap_err();
+        assert_eq!(again.raw_os_error(), Some(libc::EEXIST));
+        rename(fd, &name("tmp"), fd, &name("f"), 0).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"hello");
+        symlink(b"/etc", fd, &name("l")).unwrap();
+        let planted = create_file(fd, &name("l"), 0o640).unwrap_err();
+        assert_eq!(planted.raw_os_error(), Some(libc::EEXIST));
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        set_times_at(fd, &name("l"), SetTime::At(t), SetTime::At(t)).unwrap();
+        assert_eq!(stat_at(fd, &name("l")).unwrap().mtime, t);
+        assert_eq!(
+            mknod(fd, &name("dev"), libc::S_IFCHR | 0o600)
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::EPERM)
+        );
+        unlink(fd, &name("l"), false).unwrap();
+        unlink(fd, &name("d"), true).unwrap();
+        unlink(fd, &name("f"), false).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn lock_is_exclusive_between_open_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let a = File::create(&path).unwrap();
+        let b = File::open(&path).unwrap();
+        assert!(try_lock_exclusive(&a).unwrap());
+        assert!(!try_lock_exclusive(&b).unwrap());
+        drop(a);
+        assert!(try_lock_exclusive(&b).unwrap());
     }
 }
