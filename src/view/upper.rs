@@ -83,11 +83,10 @@ pub fn is_reserved(name: &Name) -> bool {
     name.as_bytes().starts_with(WHITEOUT_PREFIX)
 }
 
-/// The whiteout marker's name for `name`.
+/// The whiteout marker's name for `name`; a name too long to carry the prefix cannot be
+/// deleted from the overlay (`ENAMETOOLONG`).
 pub fn whiteout_name(name: &Name) -> FsResult<Name> {
-    let mut bytes = WHITEOUT_PREFIX.to_vec();
-    bytes.extend_from_slice(name.as_bytes());
-    Name::new(&bytes).map_err(|_| FsError::NameTooLong)
+    crate::overlay::whiteout_name(name).ok_or(FsError::NameTooLong)
 }
 
 impl Upper {
