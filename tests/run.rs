@@ -1,0 +1,468 @@
+//! `scopefs run` through the binary: exit statuses, the working directory inside the view,
+//! `SCOPEFS_VIEW`, signals, `--in-place`, the temporary overlay and its summary, and that
+//! nothing is left mounted or on disk afterwards however the command ends.
+//!
+//! Every run gets `TMPDIR` pointing at a directory of its own test, so the temporary
+//! mountpoint and overlay `run` creates land there: "nothing left" is "that directory is
+//! empty and nothing is mounted under it", whatever other tests mount at the same time.
+
+// Helpers outside #[test] functions state their expectations with unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Capture, Outcome, mountinfo, run_with_timeout, wait_child};
+
+/// How long one `scopefs run` may take before the test fails.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A SOURCE with a secret, a hidden-by-preset key and a subdirectory, plus a private TMPDIR
+/// for `run` and an `out/` directory outside SOURCE for the command to leave results in.
+struct Stage {
+    _root: tempfile::TempDir,
+    src: PathBuf,
+    tmp: PathBuf,
+    out: PathBuf,
+}
+
+impl Stage {
+    fn new() -> Stage {
+        common::require_fuse();
+        let root = tempfile::Builder::new()
+            .prefix("scopefs-run-test-")
+            .tempdir()
+            .unwrap();
+        let base = fs::canonicalize(root.path()).unwrap();
+        let src = base.join("src");
+        let tmp = base.join("tmp");
+        let out = base.join("out");
+        for dir in [&src, &tmp, &out, &src.join("sub")] {
+            fs::create_dir(dir).unwrap();
+        }
+        fs::write(src.join("README"), "the project\n").unwrap();
+        fs::write(src.join(".env"), "TOKEN=secret\n").unwrap();
+        fs::write(src.join("server.pem"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        fs::write(src.join("sub/notes.txt"), "notes\n").unwrap();
+        Stage {
+            _root: root,
+            src,
+            tmp,
+            out,
+        }
+    }
+
+    /// `scopefs run ARGS SOURCE -- sh -c SCRIPT`, from `cwd`, with TMPDIR set to the stage's.
+    fn command(&self, cwd: &Path, args: &[&str], script: &str) -> Command {
+        let mut cmd = common::scopefs();
+        cmd.current_dir(cwd)
+            .env("TMPDIR", &self.tmp)
+            .env_remove("SCOPEFS_VIEW")
+            .arg("run")
+            .args(args)
+            .arg(&self.src)
+            .args(["--", "sh", "-c", script]);
+        cmd
+    }
+
+    fn run(&self, args: &[&str], script: &str) -> Outcome {
+        run_with_timeout(self.command(&self.out, args, script), RUN_TIMEOUT)
+    }
+
+    fn out_file(&self, name: &str) -> String {
+        let path = self.out.join(name);
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    }
+
+    /// Asserts `run` left nothing behind: no fuse.scopefs mount under the stage's TMPDIR and
+    /// an empty TMPDIR (no `scopefs-run.*` directory).
+    fn assert_clean(&self, context: &str) {
+        let left: Vec<String> = mountinfo()
+            .into_iter()
+            .filter(|e| e.fstype == "fuse.scopefs" && e.mount_point.starts_with(&self.tmp))
+            .map(|e| e.line)
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{context}: mounts left under {}:\n{}",
+            self.tmp.display(),
+            left.join("\n")
+        );
+        let entries: Vec<PathBuf> = fs::read_dir(&self.tmp)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(entries.is_empty(), "{context}: left in TMPDIR: {entries:?}");
+    }
+}
+
+/// Polls until `path` exists, failing the test after `timeout`.
+fn wait_for_file(path: &Path, child: &mut Child, cap: &Capture) {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while !path.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "scopefs run ended ({status}) before {} appeared\nstderr: {}",
+                path.display(),
+                cap.stderr()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear within {RUN_TIMEOUT:?}\nstderr: {}",
+            path.display(),
+            cap.stderr()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The writer may not have finished the line yet.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fs::read_to_string(path).unwrap_or_default().ends_with('\n') {
+        assert!(
+            Instant::now() < deadline,
+            "{} stays incomplete",
+            path.display()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn wait_run(child: &mut Child, cap: &Capture) -> std::process::ExitStatus {
+    wait_child(child, RUN_TIMEOUT).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("scopefs run did not end\nstderr: {}", cap.stderr())
+    })
+}
+
+/// The one mount of type fuse.scopefs under `dir`, while a run is in progress.
+fn live_mount_under(dir: &Path) -> PathBuf {
+    let found: Vec<PathBuf> = mountinfo()
+        .into_iter()
+        .filter(|e| e.fstype == "fuse.scopefs" && e.mount_point.starts_with(dir))
+        .map(|e| e.mount_point)
+        .collect();
+    assert_eq!(found.len(), 1, "one view mounted under {}", dir.display());
+    found.into_iter().next().unwrap()
+}
+
+#[test]
+fn exit_status_is_the_commands() {
+    let stage = Stage::new();
+    for (script, expected) in [("exit 0", 0), ("exit 7", 7), ("kill -9 $$", 137)] {
+        let outcome = stage.run(&[], script);
+        assert_eq!(
+            outcome.code(),
+            Some(expected),
+            "`{script}`: stderr: {}",
+            outcome.stderr
+        );
+        stage.assert_clean(script);
+    }
+}
+
+#[test]
+fn working_directory_maps_into_the_view_and_scopefs_view_is_set() {
+    let stage = Stage::new();
+    let script =
+        "pwd -P > \"$OUT/pwd\"; echo \"$SCOPEFS_VIEW\" > \"$OUT/view\"; ls -a > \"$OUT/ls\"";
+
+    // From SOURCE/sub: the command starts in the view's sub.
+    let mut cmd = stage.command(&stage.src.join("sub"), &[], script);
+    cmd.env("OUT", &stage.out);
+    let outcome = run_with_timeout(cmd, RUN_TIMEOUT);
+    assert_eq!(outcome.code(), Some(0), "stderr: {}", outcome.stderr);
+    let view = PathBuf::from(stage.out_file("view").trim_end());
+    let pwd = PathBuf::from(stage.out_file("pwd").trim_end());
+    assert!(
+        view.starts_with(&stage.tmp),
+        "the temporary mountpoint {} is under TMPDIR {}",
+        view.display(),
+        stage.tmp.display()
+    );
+    assert_eq!(pwd, view.join("sub"), "pwd from SOURCE/sub");
+    assert!(stage.out_file("ls").lines().any(|l| l == "notes.txt"));
+    stage.assert_clean("run from SOURCE/sub");
+
+    // From outside SOURCE: the view's root.
+    let mut cmd = stage.command(&stage.out, &[], script);
+    cmd.env("OUT", &stage.out);
+    let outcome = run_with_timeout(cmd, RUN_TIMEOUT);
+    assert_eq!(outcome.code(), Some(0), "stderr: {}", outcome.stderr);
+    let view = PathBuf::from(stage.out_file("view").trim_end());
+    assert_eq!(PathBuf::from(stage.out_file("pwd").trim_end()), view);
+    let listed = stage.out_file("ls");
+    assert!(
+        listed.lines().any(|l| l == "README"),
+        "root listing: {listed}"
+    );
+    assert!(
+        !listed.lines().any(|l| l == ".env"),
+        "root listing: {listed}"
+    );
+    stage.assert_clean("run from outside SOURCE");
+}
+
+#[test]
+fn scopefs_view_names_the_mount_while_the_command_runs() {
+    let stage = Stage::new();
+    let outcome = stage.run(
+        &[],
+        "awk -v mp=\"$SCOPEFS_VIEW\" '$5 == mp { print $0 }' /proc/self/mountinfo",
+    );
+    assert_eq!(outcome.code(), Some(0), "stderr: {}", outcome.stderr);
+    assert!(
+        outcome.stdout.contains(" - fuse.scopefs "),
+        "the command's SCOPEFS_VIEW is a fuse.scopefs mount: {}",
+        outcome.stdout
+    );
+    stage.assert_clean("SCOPEFS_VIEW run");
+}
+
+#[test]
+fn nothing_left_after_the_command_is_killed_from_outside() {
+    let stage = Stage::new();
+    let pid_file = stage.out.join("pid");
+    let script = format!("echo $$ > '{}'; exec sleep 60", pid_file.display());
+    let mut cmd = stage.command(&stage.out, &[], &script);
+    let cap = Capture::new();
+    cap.attach(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    wait_for_file(&pid_file, &mut child, &cap);
+    live_mount_under(&stage.tmp);
+
+    let pid: i32 = stage.out_file("pid").trim().parse().unwrap();
+    common::signal(pid, libc::SIGKILL);
+    let status = wait_run(&mut child, &cap);
+    assert_eq!(status.code(), Some(137), "stderr: {}", cap.stderr());
+    stage.assert_clean("command SIGKILLed");
+}
+
+#[test]
+fn sigterm_to_run_reaches_the_command_and_nothing_is_left() {
+    let stage = Stage::new();
+    let pid_file = stage.out.join("pid");
+    let marker = stage.out.join("got-term");
+    let script = format!(
+        "trap 'echo TERM > \"{marker}\"; exit 3' TERM; echo $$ > '{pid}'; \
+         while :; do sleep 0.05; done",
+        marker = marker.display(),
+        pid = pid_file.display()
+    );
+    let mut cmd = stage.command(&stage.out, &[], &script);
+    let cap = Capture::new();
+    cap.attach(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    wait_for_file(&pid_file, &mut child, &cap);
+    live_mount_under(&stage.tmp);
+
+    common::signal(i32::try_from(child.id()).unwrap(), libc::SIGTERM);
+    let status = wait_run(&mut child, &cap);
+    assert_eq!(
+        fs::read_to_string(&marker).unwrap_or_default(),
+        "TERM\n",
+        "the command's trap ran; stderr: {}",
+        cap.stderr()
+    );
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "run exits with the command's status; stderr: {}",
+        cap.stderr()
+    );
+    stage.assert_clean("run SIGTERMed");
+}
+
+#[test]
+fn sigint_to_run_ends_an_untrapping_command_with_130() {
+    let stage = Stage::new();
+    let pid_file = stage.out.join("pid");
+    let script = format!("echo $$ > '{}'; exec sleep 60", pid_file.display());
+    let mut cmd = stage.command(&stage.out, &[], &script);
+    let cap = Capture::new();
+    cap.attach(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    wait_for_file(&pid_file, &mut child, &cap);
+
+    common::signal(i32::try_from(child.id()).unwrap(), libc::SIGINT);
+    let status = wait_run(&mut child, &cap);
+    assert_eq!(status.code(), Some(130), "stderr: {}", cap.stderr());
+    stage.assert_clean("run SIGINTed");
+}
+
+#[test]
+fn in_place_covers_source_for_the_command_only() {
+    let stage = Stage::new();
+    let src = stage.src.display().to_string();
+    let out = stage.out.display().to_string();
+    let script = format!(
+        "ls -a '{src}' > '{out}/inside-ls'; \
+         cat '{src}/.env' > /dev/null 2> '{out}/cat-err'; echo $? > '{out}/cat-rc'; \
+         cat '{src}/README' > '{out}/readme'; pwd > '{out}/pwd'; \
+         echo \"$SCOPEFS_VIEW\" > '{out}/view'; \
+         echo ready > '{out}/ready'; \
+         while [ ! -e '{out}/go' ]; do sleep 0.05; done"
+    );
+    let mut cmd = stage.command(&stage.src.join("sub"), &["--in-place"], &script);
+    let cap = Capture::new();
+    cap.attach(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    wait_for_file(&stage.out.join("ready"), &mut child, &cap);
+
+    // Outside, during the run: the real directory, untouched and not covered.
+    let mut names: Vec<String> = fs::read_dir(&stage.src)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".env", "README", "server.pem", "sub"]);
+    assert_eq!(
+        fs::read_to_string(stage.src.join(".env")).unwrap(),
+        "TOKEN=secret\n"
+    );
+    common::assert_not_mounted(&stage.src, "outside the command's namespace");
+    live_mount_under(&stage.tmp);
+
+    fs::write(stage.out.join("go"), "").unwrap();
+    let status = wait_run(&mut child, &cap);
+    assert_eq!(status.code(), Some(0), "stderr: {}", cap.stderr());
+
+    // Inside: the view, at SOURCE's own path.
+    let inside = stage.out_file("inside-ls");
+    let inside: Vec<&str> = inside.lines().collect();
+    assert_eq!(inside, [".", "..", "README", "sub"], "ls SOURCE inside");
+    assert_eq!(stage.out_file("cat-rc").trim(), "1");
+    let err = stage.out_file("cat-err");
+    assert!(err.contains("No such file or directory"), "cat .env: {err}");
+    assert_eq!(stage.out_file("readme"), "the project\n");
+    assert_eq!(stage.out_file("pwd").trim_end(), format!("{src}/sub"));
+    assert_eq!(stage.out_file("view").trim_end(), src);
+    stage.assert_clean("--in-place");
+}
+
+#[test]
+fn temporary_overlay_is_removed_and_its_changes_summarised() {
+    let stage = Stage::new();
+    let outcome = stage.run(
+        &["--writes", "overlay"],
+        "cd \"$SCOPEFS_VIEW\" && echo new > new.txt",
+    );
+    assert_eq!(outcome.code(), Some(0), "stderr: {}", outcome.stderr);
+    assert!(
+        outcome.stderr.lines().any(|l| l == "A new.txt"),
+        "summary on stderr: {}",
+        outcome.stderr
+    );
+    assert!(
+        !stage.src.join("new.txt").exists(),
+        "SOURCE is never written"
+    );
+    stage.assert_clean("temporary overlay");
+}
+
+#[test]
+fn keep_overlay_prints_where_the_changes_are() {
+    let stage = Stage::new();
+    let outcome = stage.run(
+        &["--writes", "overlay", "--keep-overlay"],
+        "cd \"$SCOPEFS_VIEW\" && echo new > new.txt && rm sub/notes.txt",
+    );
+    assert_eq!(outcome.code(), Some(0), "stderr: {}", outcome.stderr);
+    let lines: Vec<&str> = outcome.stderr.lines().collect();
+    assert!(lines.contains(&"A new.txt"), "summary: {}", outcome.stderr);
+    assert!(
+        lines.contains(&"D sub/notes.txt"),
+        "summary: {}",
+        outcome.stderr
+    );
+    let kept = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("scopefs: the overlay is kept at "))
+        .unwrap_or_else(|| panic!("no kept-overlay line: {}", outcome.stderr));
+    let kept = PathBuf::from(kept);
+    assert!(
+        kept.starts_with(&stage.tmp),
+        "{} under TMPDIR",
+        kept.display()
+    );
+    assert_eq!(
+        fs::read_to_string(kept.join("upper/new.txt")).unwrap(),
+        "new\n"
+    );
+    assert!(kept.join("upper/sub/.wh.notes.txt").exists());
+    assert!(stage.src.join("sub/notes.txt").exists(), "SOURCE untouched");
+
+    // The kept overlay is a normal one: `diff` reads it.
+    let diff = run_with_timeout(
+        {
+            let mut cmd = common::scopefs();
+            cmd.arg("diff").arg(&kept);
+            cmd
+        },
+        RUN_TIMEOUT,
+    );
+    assert_eq!(diff.code(), Some(0), "diff stderr: {}", diff.stderr);
+    assert!(
+        diff.stdout
+            .lines()
+            .any(|l| l.starts_with('A') && l.ends_with("new.txt"))
+    );
+
+    // Nothing mounted, and no temporary mountpoint next to the kept overlay.
+    let left: Vec<_> = mountinfo()
+        .into_iter()
+        .filter(|e| e.fstype == "fuse.scopefs" && e.mount_point.starts_with(&stage.tmp))
+        .collect();
+    assert!(left.is_empty(), "mounts left: {left:?}");
+    let run_dir = kept.parent().unwrap();
+    let mut inside: Vec<String> = fs::read_dir(run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    inside.sort();
+    assert_eq!(inside, ["overlay"], "only the overlay is kept");
+}
+
+#[test]
+fn mountpoint_option_is_used_and_left_in_place_empty() {
+    let stage = Stage::new();
+    let mnt = stage.out.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let outcome = stage.run(
+        &["--mountpoint", mnt.to_str().unwrap()],
+        "echo \"$SCOPEFS_VIEW\"; pwd -P; ls",
+    );
+    assert_eq!(outcome.code(), Some(0), "stderr: {}", outcome.stderr);
+    let lines: Vec<&str> = outcome.stdout.lines().collect();
+    assert_eq!(lines.first().copied(), Some(mnt.to_str().unwrap()));
+    assert_eq!(lines.get(1).copied(), Some(mnt.to_str().unwrap()));
+    assert!(lines.contains(&"README") && !lines.contains(&"server.pem"));
+    common::assert_not_mounted(&mnt, "after run --mountpoint");
+    assert!(mnt.is_dir(), "the caller's mountpoint stays");
+    assert_eq!(fs::read_dir(&mnt).unwrap().count(), 0);
+    stage.assert_clean("--mountpoint");
+}
+
+#[test]
+fn a_command_that_cannot_start_is_a_clear_failure_and_leaves_nothing() {
+    let stage = Stage::new();
+    let mut cmd = common::scopefs();
+    cmd.current_dir(&stage.out)
+        .env("TMPDIR", &stage.tmp)
+        .args(["run"])
+        .arg(&stage.src)
+        .args(["--", "/nonexistent/program"]);
+    let outcome = run_with_timeout(cmd, RUN_TIMEOUT);
+    assert_ne!(outcome.code(), Some(0));
+    assert!(
+        outcome.stderr.contains("/nonexistent/program"),
+        "stderr names the command: {}",
+        outcome.stderr
+    );
+    stage.assert_clean("command not found");
+}
