@@ -12,6 +12,7 @@ pub mod apply;
 pub mod check;
 pub mod diff;
 pub mod discard;
+pub mod docs;
 pub mod explain;
 pub mod mount;
 pub mod run;
@@ -44,6 +45,12 @@ pub enum Command {
     Apply(apply::ApplyCmd),
     /// Drop an overlay's changes (all, or the PATHs given).
     Discard(discard::DiscardCmd),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions(docs::CompletionsCmd),
+    /// Print the manual page (or write all of them with --out-dir).
+    #[command(hide = true)]
+    Man(docs::ManCmd),
 }
 
 /// The policy options shared by `mount`, `run`, `explain` and `check` (SPEC §1).
@@ -105,5 +112,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Diff(cmd) => cmd.run(),
         Command::Apply(cmd) => cmd.run(),
         Command::Discard(cmd) => cmd.run(),
+        Command::Completions(cmd) => cmd.run(),
+        Command::Man(cmd) => cmd.run(),
     }
 }

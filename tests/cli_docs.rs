@@ -1,0 +1,93 @@
+//! `scopefs completions SHELL` and `scopefs man`: generated from the clap definitions, they
+//! name every subcommand. No FUSE needed.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use assert_cmd::Command;
+
+const SUBCOMMANDS: [&str; 8] = [
+    "mount", "run", "umount", "explain", "check", "diff", "apply", "discard",
+];
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = Command::cargo_bin("scopefs")
+        .unwrap()
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn completions_name_every_subcommand_for_every_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = stdout_of(&["completions", shell]);
+        assert!(script.len() > 1000, "{shell}: {} bytes", script.len());
+        for sub in SUBCOMMANDS {
+            assert!(script.contains(sub), "{shell} completions lack `{sub}`");
+        }
+        // The policy options of `run` are completed too.
+        assert!(script.contains("keep-overlay"), "{shell}: --keep-overlay");
+    }
+}
+
+#[test]
+fn bash_completion_script_is_valid_bash() {
+    let script = stdout_of(&["completions", "bash"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scopefs.bash");
+    std::fs::write(&path, script).unwrap();
+    let status = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "bash -n on the completion script");
+}
+
+#[test]
+fn unknown_shell_is_a_usage_error() {
+    Command::cargo_bin("scopefs")
+        .unwrap()
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn man_page_lists_every_subcommand() {
+    let page = stdout_of(&["man"]);
+    assert!(page.contains(".TH scopefs 1"), "a section 1 page:\n{page}");
+    assert!(page.contains(".SH SUBCOMMANDS"));
+    for sub in SUBCOMMANDS {
+        assert!(
+            page.contains(&format!("scopefs\\-{sub}(1)")),
+            "man page lacks scopefs-{sub}(1)"
+        );
+    }
+    assert!(!page.contains("completions"), "hidden subcommands stay out");
+}
+
+#[test]
+fn man_out_dir_writes_one_page_per_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    stdout_of(&["man", "--out-dir", dir.path().to_str().unwrap()]);
+    let top = std::fs::read_to_string(dir.path().join("scopefs.1")).unwrap();
+    assert!(top.contains(".TH scopefs 1"));
+    for sub in SUBCOMMANDS {
+        let page = std::fs::read_to_string(dir.path().join(format!("scopefs-{sub}.1")))
+            .unwrap_or_else(|e| panic!("scopefs-{sub}.1: {e}"));
+        assert!(
+            page.contains(&format!(".TH scopefs-{sub} 1")),
+            "{sub}:\n{page}"
+        );
+    }
+    let run = std::fs::read_to_string(dir.path().join("scopefs-run.1")).unwrap();
+    assert!(
+        run.contains("in\\-place"),
+        "run's page documents --in-place"
+    );
+}
