@@ -31,7 +31,7 @@ pub use write::{Caller, SetAttr};
 use crate::path::{Name, RelPath};
 use crate::policy::{HardlinkMode, Matcher, WriteMode};
 use crate::sys::{self, FileType, FsStat, Open, Stat};
-use inodes::Inodes;
+use inodes::{FileKey, Inodes};
 
 /// An entry as the kernel is given it: the node id and its (sanitised) attributes.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +45,8 @@ pub struct Entry {
 pub struct DirItem {
     pub name: Name,
     pub attr: Stat,
+    /// The layer it comes from.
+    pub layer: Layer,
 }
 
 /// A snapshot of a directory's visible entries, taken at `opendir`.
@@ -82,10 +84,11 @@ pub struct Located {
     pub stat: Stat,
 }
 
-/// An open file: the descriptor, whether writes through it count against the overlay, and
-/// for writable files the view path it was opened at.
+/// An open file: the descriptor, the node it was opened on, whether writes through it count
+/// against the overlay, and for writable files the view path it was opened at.
 pub(crate) struct Handle {
     file: File,
+    node: u64,
     upper: bool,
     path: Option<RelPath>,
 }
@@ -210,6 +213,12 @@ impl View {
         }
     }
 
+    /// The key under which an entry of `layer` shares one node among its names: files in
+    /// `upper/`, whose hardlinks only the view makes.
+    fn file_key(layer: Layer, st: &Stat) -> Option<FileKey> {
+        (layer == Layer::Upper && st.kind != FileType::Dir).then_some((st.dev, st.ino))
+    }
+
     /// Resolves node `ino` and judges it again.
     fn node(&self, ino: u64) -> FsResult<(RelPath, Located)> {
         let path = self.path(ino)?;
@@ -221,7 +230,10 @@ impl View {
     pub fn lookup(&self, parent: u64, name: &Name) -> FsResult<Entry> {
         let path = self.path(parent)?.join(name);
         let located = self.locate(&path)?;
-        let ino = self.inodes.write().lookup(parent, name);
+        let ino = self
+            .inodes
+            .write()
+            .lookup(parent, name, Self::file_key(located.layer, &located.stat));
         Ok(Entry {
             ino,
             attr: self.sanitise(ino, located.stat),
@@ -242,10 +254,18 @@ impl View {
     }
 
     /// `getattr`; through the open file `fh` when the kernel names one, so an open file that
-    /// was removed still answers.
+    /// was removed still answers. The kernel names none for `fstat`, so a node that lost every
+    /// name answers through any file opened on it (POSIX: an unlinked open file lives on, with
+    /// a link count of 0).
     pub fn getattr(&self, ino: u64, fh: Option<u64>) -> FsResult<Stat> {
         if let Some(handle) = fh.and_then(|fh| self.files.lock().get(&fh).cloned()) {
             return Ok(self.sanitise(ino, sys::fstat(handle.file.as_fd())?));
+        }
+        if self.inodes.read().is_unlinked(ino) {
+            let handle = self.files.lock().values().find(|h| h.node == ino).cloned();
+            if let Some(handle) = handle {
+                return Ok(self.sanitise(ino, sys::fstat(handle.file.as_fd())?));
+            }
         }
         let (_, located) = self.node(ino)?;
         Ok(self.sanitise(ino, located.stat))
@@ -274,6 +294,7 @@ impl View {
                 .map_err(FsError::resolving)?;
             Handle {
                 file,
+                node: ino,
                 upper: located.layer == Layer::Upper,
                 path: None,
             }
@@ -322,9 +343,14 @@ impl View {
 
     /// The visible entries of the directory at `path`, merged across layers: `upper/` first,
     /// then SOURCE's entries that the overlay neither replaced, deleted nor shadowed.
-    fn list(&self, path: &RelPath, located: &Located) -> FsResult<Vec<(Name, Stat)>> {
+    fn list(&self, path: &RelPath, located: &Located) -> FsResult<Vec<DirItem>> {
+        let item = |name, attr, layer| DirItem { name, attr, layer };
         let Some(upper) = self.upper() else {
-            return self.scope.list(path).map_err(FsError::resolving);
+            let lower = self.scope.list(path).map_err(FsError::resolving)?;
+            return Ok(lower
+                .into_iter()
+                .map(|(name, st)| item(name, st, Layer::Lower))
+                .collect());
         };
         let mut out = Vec::new();
         let mut seen = HashSet::new();
@@ -346,7 +372,7 @@ impl View {
                     .admits_created(&child, &st, || sys::readlink_child(dir.as_fd(), &name))
                 {
                     seen.insert(name.clone());
-                    out.push((name, st));
+                    out.push(item(name, st, Layer::Upper));
                 }
             }
         }
@@ -361,7 +387,7 @@ impl View {
             };
             for (name, st) in lower {
                 if !seen.contains(&name) && !upper.whited_out(&path.join(&name)) {
-                    out.push((name, st));
+                    out.push(item(name, st, Layer::Lower));
                 }
             }
         }
@@ -374,11 +400,7 @@ impl View {
         if located.stat.kind != FileType::Dir {
             return Err(FsError::NotDir);
         }
-        let items = self
-            .list(&path, &located)?
-            .into_iter()
-            .map(|(name, attr)| DirItem { name, attr })
-            .collect();
+        let items = self.list(&path, &located)?;
         let parent = self.inodes.read().parent(ino).unwrap_or(ROOT);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.dirs
@@ -394,7 +416,11 @@ impl View {
 
     /// For `readdirplus`: the entry of a listed item, counted as a kernel lookup.
     pub fn lookup_item(&self, parent: u64, item: &DirItem) -> Entry {
-        let ino = self.inodes.write().lookup(parent, &item.name);
+        let ino = self.inodes.write().lookup(
+            parent,
+            &item.name,
+            Self::file_key(item.layer, &item.attr),
+        );
         Entry {
             ino,
             attr: self.sanitise(ino, item.attr),

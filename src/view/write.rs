@@ -331,7 +331,10 @@ impl View {
 
     fn new_entry_reply(&self, parent: u64, name: &Name, path: &RelPath) -> FsResult<Entry> {
         let located = self.locate(path)?;
-        let ino = self.inodes.write().lookup(parent, name);
+        let ino = self
+            .inodes
+            .write()
+            .lookup(parent, name, Self::file_key(located.layer, &located.stat));
         Ok(Entry {
             ino,
             attr: self.sanitise(ino, located.stat),
@@ -365,6 +368,7 @@ impl View {
         let entry = self.new_entry_reply(parent, name, &path)?;
         let fh = self.add_handle(Handle {
             file: File::from(fd),
+            node: entry.ino,
             upper: self.upper().is_some(),
             path: Some(path),
         });
@@ -504,6 +508,12 @@ impl View {
         w::link(src_dir.as_fd(), &src_name, dir_fd.as_fd(), new_name).map_err(io)?;
         if self.upper().is_none() {
             self.scope.links_changed();
+        } else if let Ok(copy) = self.locate(&src_path) {
+            // The source may have just been copied up: its node now stands for that file, and
+            // the new name joins it.
+            if let Some(key) = Self::file_key(copy.layer, &copy.stat) {
+                self.inodes.write().set_file(ino, key);
+            }
         }
         self.finish_new(dir_fd.as_fd(), new_name, &path)?;
         self.new_entry_reply(new_parent, new_name, &path)
@@ -744,6 +754,7 @@ impl View {
         let file = sys::open_regular(root, &path, true).map_err(FsError::resolving)?;
         Ok(Handle {
             file,
+            node: ino,
             upper: self.upper().is_some(),
             path: Some(path),
         })
@@ -836,6 +847,7 @@ impl View {
                 _ => std::sync::Arc::new(Handle {
                     file: sys::open_regular(self.layer_root_for_write(), &path, true)
                         .map_err(FsError::resolving)?,
+                    node: ino,
                     upper: self.upper().is_some(),
                     path: Some(path.clone()),
                 }),
