@@ -16,6 +16,7 @@ use fuser::{
     ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use crate::audit;
 use crate::path::{Name, NameError};
 use crate::sys::write::SetTime;
 use crate::sys::{self, Stat};
@@ -136,7 +137,8 @@ impl Filesystem for ScopeFs {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEntry) {
+        let _request = audit::enter("lookup", req.pid(), req.uid());
         let result = name(name_os).and_then(|n| self.view.lookup(parent.0, &n));
         entry(reply, result, "lookup");
     }
@@ -145,7 +147,8 @@ impl Filesystem for ScopeFs {
         self.view.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _request = audit::enter("getattr", req.pid(), req.uid());
         match self.view.getattr(ino.0, fh.map(|fh| fh.0)) {
             Ok(st) => reply.attr(&TTL, &attr(&st)),
             Err(e) => reply.error(fail("getattr", &e)),
@@ -170,6 +173,7 @@ impl Filesystem for ScopeFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _request = audit::enter("setattr", req.pid(), req.uid());
         let set = SetAttr {
             mode,
             uid,
@@ -187,7 +191,8 @@ impl Filesystem for ScopeFs {
         }
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _request = audit::enter("readlink", req.pid(), req.uid());
         match self.view.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(fail("readlink", &e)),
@@ -204,6 +209,7 @@ impl Filesystem for ScopeFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _request = audit::enter("mknod", req.pid(), req.uid());
         let result =
             name(name_os).and_then(|n| self.view.mknod(parent.0, &n, mode, umask, caller(req)));
         entry(reply, result, "mknod");
@@ -218,17 +224,20 @@ impl Filesystem for ScopeFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _request = audit::enter("mkdir", req.pid(), req.uid());
         let result =
             name(name_os).and_then(|n| self.view.mkdir(parent.0, &n, mode, umask, caller(req)));
         entry(reply, result, "mkdir");
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEmpty) {
+        let _request = audit::enter("unlink", req.pid(), req.uid());
         let result = name(name_os).and_then(|n| self.view.remove(parent.0, &n, false));
         empty(reply, result, "unlink");
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEmpty) {
+        let _request = audit::enter("rmdir", req.pid(), req.uid());
         let result = name(name_os).and_then(|n| self.view.remove(parent.0, &n, true));
         empty(reply, result, "rmdir");
     }
@@ -241,6 +250,7 @@ impl Filesystem for ScopeFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _request = audit::enter("symlink", req.pid(), req.uid());
         let result = name(link_name).and_then(|n| {
             self.view
                 .symlink(parent.0, &n, target.as_os_str().as_bytes(), caller(req))
@@ -250,7 +260,7 @@ impl Filesystem for ScopeFs {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name_os: &OsStr,
         newparent: INodeNo,
@@ -258,6 +268,7 @@ impl Filesystem for ScopeFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _request = audit::enter("rename", req.pid(), req.uid());
         let result = name(name_os).and_then(|from| {
             let to = name(newname)?;
             self.view
@@ -268,17 +279,19 @@ impl Filesystem for ScopeFs {
 
     fn link(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _request = audit::enter("link", req.pid(), req.uid());
         let result = name(newname).and_then(|n| self.view.link(ino.0, newparent.0, &n));
         entry(reply, result, "link");
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _request = audit::enter("open", req.pid(), req.uid());
         match self.view.open(ino.0, flags.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(fail("open", &e)),
@@ -287,7 +300,7 @@ impl Filesystem for ScopeFs {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -296,6 +309,7 @@ impl Filesystem for ScopeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _request = audit::enter("read", req.pid(), req.uid());
         match self.view.read(fh.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(fail("read", &e)),
@@ -304,7 +318,7 @@ impl Filesystem for ScopeFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -314,6 +328,7 @@ impl Filesystem for ScopeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _request = audit::enter("write", req.pid(), req.uid());
         match self.view.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(fail("write", &e)),
@@ -322,18 +337,19 @@ impl Filesystem for ScopeFs {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         _fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _request = audit::enter("flush", req.pid(), req.uid());
         reply.ok();
     }
 
     fn release(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
@@ -341,22 +357,25 @@ impl Filesystem for ScopeFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _request = audit::enter("release", req.pid(), req.uid());
         self.view.release(fh.0);
         reply.ok();
     }
 
     fn fsync(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _request = audit::enter("fsync", req.pid(), req.uid());
         empty(reply, self.view.fsync(fh.0, datasync), "fsync");
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _request = audit::enter("opendir", req.pid(), req.uid());
         match self.view.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(fail("opendir", &e)),
@@ -365,12 +384,13 @@ impl Filesystem for ScopeFs {
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _request = audit::enter("readdir", req.pid(), req.uid());
         let dir = match self.view.dir(fh.0) {
             Ok(dir) => dir,
             Err(e) => return reply.error(fail("readdir", &e)),
@@ -400,12 +420,13 @@ impl Filesystem for ScopeFs {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _request = audit::enter("readdirplus", req.pid(), req.uid());
         let dir = match self.view.dir(fh.0) {
             Ok(dir) => dir,
             Err(e) => return reply.error(fail("readdirplus", &e)),
@@ -449,17 +470,19 @@ impl Filesystem for ScopeFs {
 
     fn releasedir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _request = audit::enter("releasedir", req.pid(), req.uid());
         self.view.releasedir(fh.0);
         reply.ok();
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _request = audit::enter("statfs", req.pid(), req.uid());
         match self.view.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks,
@@ -477,7 +500,7 @@ impl Filesystem for ScopeFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -485,13 +508,15 @@ impl Filesystem for ScopeFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _request = audit::enter("setxattr", req.pid(), req.uid());
         let result = self
             .view
             .set_xattr(ino.0, name.as_bytes(), Some(value), flags);
         empty(reply, result, "setxattr");
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _request = audit::enter("getxattr", req.pid(), req.uid());
         xattr(
             reply,
             self.view.getxattr(ino.0, name.as_bytes()),
@@ -500,16 +525,19 @@ impl Filesystem for ScopeFs {
         );
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _request = audit::enter("listxattr", req.pid(), req.uid());
         xattr(reply, self.view.listxattr(ino.0), size, "listxattr");
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _request = audit::enter("removexattr", req.pid(), req.uid());
         let result = self.view.set_xattr(ino.0, name.as_bytes(), None, 0);
         empty(reply, result, "removexattr");
     }
 
-    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let _request = audit::enter("access", req.pid(), req.uid());
         empty(reply, self.view.access(ino.0, mask.bits()), "access");
     }
 
@@ -523,6 +551,7 @@ impl Filesystem for ScopeFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        let _request = audit::enter("create", req.pid(), req.uid());
         let result =
             name(name_os).and_then(|n| self.view.create(parent.0, &n, mode, umask, caller(req)));
         match result {
@@ -539,7 +568,7 @@ impl Filesystem for ScopeFs {
 
     fn ioctl(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         _fh: FileHandle,
         _flags: IoctlFlags,
@@ -548,12 +577,13 @@ impl Filesystem for ScopeFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        let _request = audit::enter("ioctl", req.pid(), req.uid());
         reply.error(Errno::from_i32(libc::ENOTTY));
     }
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -561,6 +591,7 @@ impl Filesystem for ScopeFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _request = audit::enter("fallocate", req.pid(), req.uid());
         empty(
             reply,
             self.view.fallocate(fh.0, mode, offset, length),
@@ -570,7 +601,7 @@ impl Filesystem for ScopeFs {
 
     fn copy_file_range(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino_in: INodeNo,
         _fh_in: FileHandle,
         _offset_in: u64,
@@ -581,6 +612,7 @@ impl Filesystem for ScopeFs {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        let _request = audit::enter("copy_file_range", req.pid(), req.uid());
         // Not offered: the kernel remembers and falls back to reads and writes, which the view
         // checks.
         reply.error(Errno::from_i32(libc::ENOSYS));

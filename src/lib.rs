@@ -6,6 +6,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod cli;
 pub mod error;
 pub mod fuse;

@@ -186,14 +186,8 @@ pub fn describe(
             format!("visible ({rule}), {writes}")
         }
         Verdict::Transit => "on the way to allowed paths (lists only visible entries)".to_string(),
-        Verdict::Hidden(HiddenReason::Rule(rule)) => format!("hidden ({rule})"),
-        Verdict::Hidden(HiddenReason::NotAllowed) => {
-            "not allowed (no allow pattern matches it or an ancestor)".to_string()
-        }
-        Verdict::Hidden(HiddenReason::Symlink(why)) => format!("hidden (symlink: {why})"),
-        Verdict::Hidden(HiddenReason::Hardlink) => {
-            "hidden (hardlink to a name the view does not show)".to_string()
-        }
+        Verdict::Hidden(reason @ HiddenReason::NotAllowed) => reason.to_string(),
+        Verdict::Hidden(reason) => format!("hidden ({reason})"),
         Verdict::Missing => {
             let would = match if_created {
                 Decision::Visible(rule) => format!("visible ({rule})"),

@@ -18,6 +18,7 @@ use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionACL};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::audit::Audit;
 use crate::cli::PolicyArgs;
 use crate::error::{CliError, CliResult, ExitCode};
 use crate::fuse::ScopeFs;
@@ -84,12 +85,6 @@ impl MountCmd {
 /// Checks the policy, SOURCE, MOUNTPOINT and the FUSE device; nothing is mounted yet.
 pub fn prepare(args: &PolicyArgs, source: &Path, mountpoint: &Path) -> CliResult<Prepared> {
     let policy = Policy::from_args(args).map_err(|e| CliError::usage(e.first_line()))?;
-    if let Some(log) = &policy.audit().log {
-        return Err(CliError::usage(format!(
-            "the audit log ({}) is not available in this version of scopefs: remove --audit-log / [audit] log",
-            log.display()
-        )));
-    }
     let source = check_source(source)?;
     let mountpoint = check_mountpoint(mountpoint)?;
     if mountpoint.starts_with(&source) {
@@ -294,6 +289,8 @@ fn report_error(err: CliError) -> CliResult {
 pub struct Started {
     pub session: Session<ScopeFs>,
     pub view: Arc<View>,
+    /// The audit log, to close (and flush) once the session has ended.
+    pub audit: Option<Arc<Audit>>,
 }
 
 /// Compiles the policy, opens SOURCE (and the overlay), and mounts the view at MOUNTPOINT.
@@ -306,14 +303,26 @@ pub fn start(prepared: &Prepared, options: &MountOptions) -> CliResult<Started> 
             .map_err(|e| CliError::usage(e.first_line()))?,
     );
     let writes = open_writes(prepared)?;
-    let view = View::new(&prepared.source, matcher, writes)
-        .map(Arc::new)
-        .map_err(|e| {
-            CliError::runtime(format!(
-                "cannot open SOURCE {}: {e}",
-                prepared.source.display()
-            ))
-        })?;
+    let mut view = View::new(&prepared.source, matcher, writes).map_err(|e| {
+        CliError::runtime(format!(
+            "cannot open SOURCE {}: {e}",
+            prepared.source.display()
+        ))
+    })?;
+    let audit = match &prepared.policy.audit().log {
+        Some(log) => {
+            let audit = Arc::new(Audit::open(log, prepared.policy.audit().events).map_err(|e| {
+                CliError::usage(format!(
+                    "cannot open the audit log {} ({e}): check that its directory exists and is writable",
+                    log.display()
+                ))
+            })?);
+            view = view.with_audit(audit.clone());
+            Some(audit)
+        }
+        None => None,
+    };
+    let view = Arc::new(view);
     let fs = ScopeFs::new(view.clone());
     let session = if sys::euid() == 0 {
         mount_direct(fs, prepared, options)?
@@ -333,7 +342,11 @@ pub fn start(prepared: &Prepared, options: &MountOptions) -> CliResult<Started> 
     if let Err(e) = sys::set_non_dumpable() {
         tracing::warn!(error = %e, "cannot make the daemon non-dumpable");
     }
-    Ok(Started { session, view })
+    Ok(Started {
+        session,
+        view,
+        audit,
+    })
 }
 
 /// Unmounts the view at `mountpoint`, detaching it lazily if it is busy.
@@ -360,7 +373,11 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
             Err(err)
         }
     };
-    let Started { mut session, view } = match start(&prepared, options) {
+    let Started {
+        mut session,
+        view,
+        audit,
+    } = match start(&prepared, options) {
         Ok(s) => s,
         Err(e) => return report(e),
     };
@@ -389,9 +406,13 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
         let mountpoint = prepared.mountpoint.clone();
         std::thread::spawn(move || announce_ready(&mountpoint));
     }
-    session
+    let served = session
         .run()
-        .map_err(|e| CliError::runtime(format!("the file system stopped: {e}")))
+        .map_err(|e| CliError::runtime(format!("the file system stopped: {e}")));
+    if let Some(audit) = audit {
+        audit.close();
+    }
+    served
 }
 
 /// SIGHUP: reads the policy again and puts it in force, then makes the kernel forget every
@@ -461,7 +482,7 @@ fn mount_direct(
     let mount_options = sys::FuseMountOptions {
         source: format!("{}{}", mountinfo::SOURCE_PREFIX, std::process::id()),
         fs_type: "fuse.scopefs".into(),
-        read_only: prepared.policy.write_mode() == WriteMode::Deny,
+        read_only: read_only(&prepared.policy),
         allow_other: options.allow_other,
         default_permissions: options.allow_other,
     };
@@ -479,6 +500,12 @@ fn mount_direct(
     })
 }
 
+/// Whether the kernel mount is flagged read-only: in deny mode, unless an audit log must see
+/// the refused writes (the daemon then refuses each with `EROFS` itself).
+fn read_only(policy: &Policy) -> bool {
+    policy.write_mode() == WriteMode::Deny && policy.audit().log.is_none()
+}
+
 fn fuse_config(policy: &Policy, options: &MountOptions) -> Config {
     let mut config = Config::default();
     config.mount_options = vec![
@@ -491,7 +518,7 @@ fn fuse_config(policy: &Policy, options: &MountOptions) -> Config {
         MountOption::NoSuid,
         MountOption::NoDev,
     ];
-    if policy.write_mode() == WriteMode::Deny {
+    if read_only(policy) {
         config.mount_options.push(MountOption::RO);
     }
     if options.allow_other {

@@ -89,6 +89,7 @@ impl RunCmd {
         let mut unmounter = started.session.unmount_callable();
         let notifier = started.session.notifier();
         let view = started.view;
+        let started_audit = started.audit;
         let background = started
             .session
             .spawn()
@@ -99,6 +100,9 @@ impl RunCmd {
         mount::unmount_view(&prepared.mountpoint, &mut unmounter);
         if let Err(e) = background.join() {
             tracing::warn!(error = %e, "the file system thread ended with an error");
+        }
+        if let Some(audit) = &started_audit {
+            audit.close();
         }
         drop(view);
         if let Some(overlay) = &self.policy.overlay {

@@ -34,6 +34,19 @@ pub enum HiddenReason {
     Hardlink,
 }
 
+impl std::fmt::Display for HiddenReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HiddenReason::Rule(rule) => write!(f, "{rule}"),
+            HiddenReason::NotAllowed => {
+                f.write_str("not allowed (no allow pattern matches it or an ancestor)")
+            }
+            HiddenReason::Symlink(why) => write!(f, "symlink: {why}"),
+            HiddenReason::Hardlink => f.write_str("hardlink to a name the view does not show"),
+        }
+    }
+}
+
 /// The view's verdict on one path of SOURCE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
