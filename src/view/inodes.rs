@@ -5,6 +5,13 @@
 //! never reused, so they reveal nothing of SOURCE's inode numbers. No descriptor is held per
 //! node: every operation resolves the path afresh from SOURCE's root, so descriptor use does not
 //! grow with the tree. Nodes are dropped when the kernel forgets them.
+//!
+//! A file in the overlay's `upper/` may have several names (hardlinks made through the view).
+//! Such a file is one node whatever name it is reached by, keyed by its (device, inode) in
+//! `upper/`, so every name shows the same inode number, link count and times, as POSIX wants.
+//! Only the view changes `upper/` while mounted, so the names recorded for a node are exact;
+//! once a node has no name left its key is dropped, and a later file that reuses the inode
+//! number gets a node of its own.
 
 use std::collections::HashMap;
 
@@ -13,14 +20,16 @@ use crate::path::{Name, RelPath};
 /// The root node id, as FUSE defines it.
 pub const ROOT: u64 = 1;
 
-/// The parent of a node whose entry was removed: no node has this id, so it has no path.
-const DETACHED: u64 = 0;
+/// The (device, inode) of a file in `upper/`, which makes its names one node.
+pub type FileKey = (u64, u64);
 
 #[derive(Debug)]
 struct Node {
-    parent: u64,
-    name: Name,
+    /// The names the node is known by, as (parent, name); the first that still resolves gives
+    /// its path. Empty once every name was removed (open files may still hold the node).
+    names: Vec<(u64, Name)>,
     lookups: u64,
+    file: Option<FileKey>,
 }
 
 /// Node ids and their paths.
@@ -28,6 +37,7 @@ struct Node {
 pub struct Inodes {
     nodes: HashMap<u64, Node>,
     by_name: HashMap<(u64, Name), u64>,
+    by_file: HashMap<FileKey, u64>,
     next: u64,
 }
 
@@ -42,25 +52,15 @@ impl Inodes {
         Inodes {
             nodes: HashMap::new(),
             by_name: HashMap::new(),
+            by_file: HashMap::new(),
             next: ROOT + 1,
         }
     }
 
-    /// The path of node `ino`, or `None` if the kernel holds no such node.
+    /// The path of node `ino`, or `None` if the kernel holds no such node or it has no name.
     pub fn path(&self, ino: u64) -> Option<RelPath> {
-        if ino == ROOT {
-            return Some(RelPath::root());
-        }
         let mut names = Vec::new();
-        let mut cur = ino;
-        while cur != ROOT {
-            let node = self.nodes.get(&cur)?;
-            names.push(&node.name);
-            cur = node.parent;
-            if names.len() > 4096 {
-                return None;
-            }
-        }
+        self.names_up(ino, &mut names)?;
         let mut path = RelPath::root();
         for name in names.iter().rev() {
             path.push(name);
@@ -68,19 +68,66 @@ impl Inodes {
         Some(path)
     }
 
+    /// Collects the names from `ino` up to the root, trying each name of a node in turn (a
+    /// parent the kernel forgot makes that name unusable).
+    fn names_up<'a>(&'a self, ino: u64, out: &mut Vec<&'a Name>) -> Option<()> {
+        if ino == ROOT {
+            return Some(());
+        }
+        if out.len() > 4096 {
+            return None;
+        }
+        let node = self.nodes.get(&ino)?;
+        let depth = out.len();
+        for (parent, name) in &node.names {
+            out.push(name);
+            if self.names_up(*parent, out).is_some() {
+                return Some(());
+            }
+            out.truncate(depth);
+        }
+        None
+    }
+
     /// The parent node of `ino`.
     pub fn parent(&self, ino: u64) -> Option<u64> {
         if ino == ROOT {
             return Some(ROOT);
         }
-        self.nodes.get(&ino).map(|n| n.parent)
+        self.nodes
+            .get(&ino)
+            .and_then(|n| n.names.first())
+            .map(|(parent, _)| *parent)
+    }
+
+    /// Whether `ino` is a node the kernel holds that has lost every name.
+    pub fn is_unlinked(&self, ino: u64) -> bool {
+        self.nodes.get(&ino).is_some_and(|n| n.names.is_empty())
     }
 
     /// The node for `name` in `parent`, created if needed, with one more kernel reference.
-    pub fn lookup(&mut self, parent: u64, name: &Name) -> u64 {
-        if let Some(&ino) = self.by_name.get(&(parent, name.clone())) {
+    /// `file` is the key of a file in `upper/`: another name of the same file gives the same
+    /// node.
+    pub fn lookup(&mut self, parent: u64, name: &Name, file: Option<FileKey>) -> u64 {
+        let entry = (parent, name.clone());
+        if let Some(&ino) = self.by_name.get(&entry) {
             if let Some(node) = self.nodes.get_mut(&ino) {
                 node.lookups += 1;
+                if let (None, Some(key)) = (node.file, file) {
+                    // Copied up since the kernel first met it.
+                    if !self.by_file.contains_key(&key) {
+                        node.file = Some(key);
+                        self.by_file.insert(key, ino);
+                    }
+                }
+                return ino;
+            }
+        }
+        if let Some(&ino) = file.and_then(|key| self.by_file.get(&key)) {
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.lookups += 1;
+                node.names.push(entry.clone());
+                self.by_name.insert(entry, ino);
                 return ino;
             }
         }
@@ -89,13 +136,28 @@ impl Inodes {
         self.nodes.insert(
             ino,
             Node {
-                parent,
-                name: name.clone(),
+                names: vec![entry.clone()],
                 lookups: 1,
+                file,
             },
         );
-        self.by_name.insert((parent, name.clone()), ino);
+        self.by_name.insert(entry, ino);
+        if let Some(key) = file {
+            self.by_file.insert(key, ino);
+        }
         ino
+    }
+
+    /// Records that node `ino` is the file `key` of `upper/` (it was just copied up), so new
+    /// names of that file join it.
+    pub fn set_file(&mut self, ino: u64, key: FileKey) {
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        if node.file.is_none() && !self.by_file.contains_key(&key) {
+            node.file = Some(key);
+            self.by_file.insert(key, ino);
+        }
     }
 
     /// Every entry the kernel holds a node for, as (parent, name).
@@ -103,46 +165,64 @@ impl Inodes {
         self.by_name.keys().cloned().collect()
     }
 
-    /// The entry `name` of `parent` was removed: its node (which open files and the kernel may
-    /// still hold) no longer has a path.
+    /// The entry `name` of `parent` was removed: its node (which open files, the kernel and
+    /// its other names may still hold) no longer has that name.
     pub fn detach(&mut self, parent: u64, name: &Name) {
-        if let Some(ino) = self.by_name.remove(&(parent, name.clone())) {
-            if let Some(node) = self.nodes.get_mut(&ino) {
-                node.parent = DETACHED;
+        let entry = (parent, name.clone());
+        let Some(ino) = self.by_name.remove(&entry) else {
+            return;
+        };
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.names.retain(|e| *e != entry);
+            if node.names.is_empty() {
+                if let Some(key) = node.file.take() {
+                    if self.by_file.get(&key) == Some(&ino) {
+                        self.by_file.remove(&key);
+                    }
+                }
             }
         }
+    }
+
+    /// Renames one name of a node in place.
+    fn move_name(&mut self, ino: u64, from: &(u64, Name), to: (u64, Name)) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            for e in node.names.iter_mut().filter(|e| **e == *from) {
+                *e = to.clone();
+            }
+        }
+        self.by_name.insert(to, ino);
     }
 
     /// The entry `name` of `parent` is now `new_name` of `new_parent`, replacing whatever was
     /// there.
     pub fn rename(&mut self, parent: u64, name: &Name, new_parent: u64, new_name: &Name) {
         self.detach(new_parent, new_name);
-        if let Some(ino) = self.by_name.remove(&(parent, name.clone())) {
-            if let Some(node) = self.nodes.get_mut(&ino) {
-                node.parent = new_parent;
-                node.name = new_name.clone();
-            }
-            self.by_name.insert((new_parent, new_name.clone()), ino);
+        let from = (parent, name.clone());
+        if let Some(ino) = self.by_name.remove(&from) {
+            self.move_name(ino, &from, (new_parent, new_name.clone()));
         }
     }
 
     /// The entries `a` of `pa` and `b` of `pb` swapped places.
     pub fn exchange(&mut self, pa: u64, a: &Name, pb: u64, b: &Name) {
-        let ia = self.by_name.remove(&(pa, a.clone()));
-        let ib = self.by_name.remove(&(pb, b.clone()));
-        if let Some(ino) = ia {
-            if let Some(node) = self.nodes.get_mut(&ino) {
-                node.parent = pb;
-                node.name = b.clone();
+        let ea = (pa, a.clone());
+        let eb = (pb, b.clone());
+        let ia = self.by_name.remove(&ea);
+        let ib = self.by_name.remove(&eb);
+        if let (Some(a), Some(b)) = (ia, ib) {
+            if a == b {
+                // Two names of one file: nothing moves.
+                self.by_name.insert(ea, a);
+                self.by_name.insert(eb, b);
+                return;
             }
-            self.by_name.insert((pb, b.clone()), ino);
+        }
+        if let Some(ino) = ia {
+            self.move_name(ino, &ea, eb.clone());
         }
         if let Some(ino) = ib {
-            if let Some(node) = self.nodes.get_mut(&ino) {
-                node.parent = pa;
-                node.name = a.clone();
-            }
-            self.by_name.insert((pa, a.clone()), ino);
+            self.move_name(ino, &eb, ea);
         }
     }
 
@@ -156,9 +236,15 @@ impl Inodes {
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups == 0 {
             if let Some(node) = self.nodes.remove(&ino) {
-                let key = (node.parent, node.name);
-                if self.by_name.get(&key) == Some(&ino) {
-                    self.by_name.remove(&key);
+                for entry in node.names {
+                    if self.by_name.get(&entry) == Some(&ino) {
+                        self.by_name.remove(&entry);
+                    }
+                }
+                if let Some(key) = node.file {
+                    if self.by_file.get(&key) == Some(&ino) {
+                        self.by_file.remove(&key);
+                    }
                 }
             }
         }
@@ -173,15 +259,15 @@ mod tests {
     #[test]
     fn paths_follow_parents_and_forget_drops() {
         let mut t = Inodes::new();
-        let a = t.lookup(ROOT, &Name::new(b"a").unwrap());
-        let b = t.lookup(a, &Name::new(b"b").unwrap());
+        let a = t.lookup(ROOT, &Name::new(b"a").unwrap(), None);
+        let b = t.lookup(a, &Name::new(b"b").unwrap(), None);
         assert_eq!(t.path(b).unwrap().to_string(), "a/b");
-        assert_eq!(t.lookup(ROOT, &Name::new(b"a").unwrap()), a);
+        assert_eq!(t.lookup(ROOT, &Name::new(b"a").unwrap(), None), a);
         t.forget(a, 2);
         assert!(t.path(a).is_none());
-        let a2 = t.lookup(ROOT, &Name::new(b"a").unwrap());
+        let a2 = t.lookup(ROOT, &Name::new(b"a").unwrap(), None);
         assert_ne!(a, a2, "node ids are never reused");
-        let c = t.lookup(a2, &Name::new(b"c").unwrap());
+        let c = t.lookup(a2, &Name::new(b"c").unwrap(), None);
         t.rename(
             a2,
             &Name::new(b"c").unwrap(),
@@ -191,5 +277,50 @@ mod tests {
         assert_eq!(t.path(c).unwrap().to_string(), "d");
         t.detach(ROOT, &Name::new(b"d").unwrap());
         assert!(t.path(c).is_none(), "a removed entry has no path");
+    }
+
+    #[test]
+    fn names_of_one_upper_file_share_a_node() {
+        let n = |s: &str| Name::new(s.as_bytes()).unwrap();
+        let mut t = Inodes::new();
+        let dir = t.lookup(ROOT, &n("d"), None);
+        let key = (7, 42);
+        let a = t.lookup(dir, &n("a"), Some(key));
+        let b = t.lookup(ROOT, &n("b"), Some(key));
+        assert_eq!(a, b, "a second name of the same file is the same node");
+        assert_ne!(t.lookup(ROOT, &n("c"), Some((7, 43))), a);
+        assert_eq!(t.path(a).unwrap().to_string(), "d/a");
+
+        t.detach(dir, &n("a"));
+        assert_eq!(
+            t.path(a).unwrap().to_string(),
+            "b",
+            "the other name remains"
+        );
+        t.rename(ROOT, &n("b"), dir, &n("e"));
+        assert_eq!(t.path(a).unwrap().to_string(), "d/e");
+        t.detach(dir, &n("e"));
+        assert!(t.path(a).is_none());
+        assert!(t.is_unlinked(a), "open files may still hold it");
+
+        // The inode number is reused by a new file: a node of its own.
+        let fresh = t.lookup(ROOT, &n("f"), Some(key));
+        assert_ne!(fresh, a);
+        t.forget(a, 2);
+        assert!(!t.is_unlinked(a));
+    }
+
+    #[test]
+    fn a_copied_up_node_takes_its_file_key() {
+        let n = |s: &str| Name::new(s.as_bytes()).unwrap();
+        let mut t = Inodes::new();
+        let a = t.lookup(ROOT, &n("a"), None);
+        t.set_file(a, (1, 9));
+        assert_eq!(t.lookup(ROOT, &n("link"), Some((1, 9))), a);
+        t.exchange(ROOT, &n("a"), ROOT, &n("link"));
+        assert_eq!(t.lookup(ROOT, &n("a"), None), a);
+        t.forget(a, 3);
+        assert!(t.path(a).is_none());
+        assert_ne!(t.lookup(ROOT, &n("link"), Some((1, 9))), a);
     }
 }

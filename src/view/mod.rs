@@ -28,6 +28,7 @@ pub use scope::{Found, HiddenReason, Judged, Scope, Verdict};
 pub use upper::{Upper, UpperLimits};
 pub use write::{Caller, SetAttr};
 
+use crate::audit::Audit;
 use crate::path::{Name, RelPath};
 use crate::policy::{HardlinkMode, Matcher, WriteMode};
 use crate::sys::{self, FileType, FsStat, Open, Stat};
@@ -101,6 +102,7 @@ pub struct View {
     files: Mutex<HashMap<u64, Arc<Handle>>>,
     dirs: Mutex<HashMap<u64, Arc<DirSnapshot>>>,
     next_fh: AtomicU64,
+    audit: Option<Arc<Audit>>,
 }
 
 /// Open flags that ask for write access of some kind.
@@ -117,7 +119,36 @@ impl View {
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            audit: None,
         })
+    }
+
+    /// Sends this view's refusals (and, as configured, changes and reads) to `audit`.
+    pub fn with_audit(mut self, audit: Arc<Audit>) -> View {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Logs a refusal of the current request at `path` and returns the error.
+    fn refuse(&self, path: &RelPath, err: FsError, rule: impl std::fmt::Display) -> FsError {
+        if let Some(audit) = &self.audit {
+            audit.denied(path, err.errno(), rule);
+        }
+        err
+    }
+
+    /// Logs a change made at `path` by the current request.
+    fn wrote(&self, path: &RelPath) {
+        if let Some(audit) = &self.audit {
+            audit.wrote(path);
+        }
+    }
+
+    /// Logs a read of `path` by the current request.
+    fn read_of(&self, path: &RelPath) {
+        if let Some(audit) = &self.audit {
+            audit.read(path);
+        }
     }
 
     pub fn scope(&self) -> &Scope {
@@ -187,6 +218,11 @@ impl View {
         }
         let (fd, stat, visible) = self.scope.find(path).map_err(FsError::resolving)?;
         if !visible {
+            if self.audit.is_some() {
+                if let Err(reason) = self.scope.judge(path, &stat, || sys::readlink(fd.as_fd())) {
+                    return Err(self.refuse(path, FsError::NotFound, reason));
+                }
+            }
             return Err(FsError::NotFound);
         }
         Ok(Located {
@@ -230,10 +266,10 @@ impl View {
     pub fn lookup(&self, parent: u64, name: &Name) -> FsResult<Entry> {
         let path = self.path(parent)?.join(name);
         let located = self.locate(&path)?;
-        let ino = self
-            .inodes
-            .write()
-            .lookup(parent, name, Self::file_key(located.layer, &located.stat));
+        let ino =
+            self.inodes
+                .write()
+                .lookup(parent, name, Self::file_key(located.layer, &located.stat));
         Ok(Entry {
             ino,
             attr: self.sanitise(ino, located.stat),
@@ -292,6 +328,7 @@ impl View {
             }
             let file = sys::open_regular(self.layer_root(located.layer), &path, false)
                 .map_err(FsError::resolving)?;
+            self.read_of(&path);
             Handle {
                 file,
                 node: ino,
@@ -400,6 +437,7 @@ impl View {
         if located.stat.kind != FileType::Dir {
             return Err(FsError::NotDir);
         }
+        self.read_of(&path);
         let items = self.list(&path, &located)?;
         let parent = self.inodes.read().parent(ino).unwrap_or(ROOT);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -416,11 +454,10 @@ impl View {
 
     /// For `readdirplus`: the entry of a listed item, counted as a kernel lookup.
     pub fn lookup_item(&self, parent: u64, item: &DirItem) -> Entry {
-        let ino = self.inodes.write().lookup(
-            parent,
-            &item.name,
-            Self::file_key(item.layer, &item.attr),
-        );
+        let ino =
+            self.inodes
+                .write()
+                .lookup(parent, &item.name, Self::file_key(item.layer, &item.attr));
         Entry {
             ino,
             attr: self.sanitise(ino, item.attr),

@@ -16,7 +16,7 @@ use super::upper::{self, Upper};
 use super::{Entry, FsError, FsResult, Handle, Layer, Located, View, Writes};
 use crate::overlay::LowerState;
 use crate::path::{Name, RelPath};
-use crate::policy::{Kind, Writability};
+use crate::policy::{Decision, Kind, Writability};
 use crate::sys::write::{self as w, SetTime};
 use crate::sys::{self, FileType, Open, Stat};
 use crate::view::scope::kind_of;
@@ -56,25 +56,34 @@ fn io(err: std::io::Error) -> FsError {
 }
 
 impl View {
-    fn ensure_writes(&self) -> FsResult<()> {
+    /// Refuses every change in a read-only view.
+    fn ensure_writes(&self, path: &RelPath) -> FsResult<()> {
         match self.writes {
-            Writes::Deny => Err(FsError::ReadOnly),
+            Writes::Deny => Err(self.refuse(path, FsError::ReadOnly, "writes.mode=deny")),
             Writes::Direct | Writes::Overlay(_) => Ok(()),
+        }
+    }
+
+    /// Whether the policy lets `path` (of `kind`) change; the refusal names the rule.
+    fn check_policy_writable(&self, path: &RelPath, kind: Kind) -> FsResult<()> {
+        match self.scope.matcher().writable(path, kind) {
+            Writability::Writable(_) => Ok(()),
+            Writability::NotWritable => {
+                Err(self.refuse(path, FsError::Access, "writes.writable: no pattern matches"))
+            }
+            Writability::Protected(rule) => Err(self.refuse(path, FsError::Access, rule)),
         }
     }
 
     /// Whether the existing, visible entry at `path` may be changed.
     pub(super) fn check_writable(&self, path: &RelPath, st: &Stat) -> FsResult<()> {
-        self.ensure_writes()?;
-        match self.scope.matcher().writable(path, kind_of(st)) {
-            Writability::Writable(_) => Ok(()),
-            Writability::NotWritable | Writability::Protected(_) => Err(FsError::Access),
-        }
+        self.ensure_writes(path)?;
+        self.check_policy_writable(path, kind_of(st))
     }
 
     /// The existing, visible, writable entry of node `ino`.
     fn writable_node(&self, ino: u64) -> FsResult<(RelPath, Located)> {
-        self.ensure_writes()?;
+        self.ensure_writes(&self.path(ino)?)?;
         let (path, located) = self.node(ino)?;
         self.check_writable(&path, &located.stat)?;
         Ok((path, located))
@@ -82,9 +91,9 @@ impl View {
 
     /// The existing, visible, writable entry `name` of `parent`.
     fn writable_child(&self, parent: u64, name: &Name) -> FsResult<(RelPath, RelPath, Located)> {
-        self.ensure_writes()?;
         let dir = self.path(parent)?;
         let path = dir.join(name);
+        self.ensure_writes(&path)?;
         let located = self.locate(&path)?;
         self.check_writable(&path, &located.stat)?;
         Ok((dir, path, located))
@@ -95,14 +104,19 @@ impl View {
     fn check_new_name(&self, path: &RelPath, kind: Kind) -> FsResult<()> {
         let matcher = self.scope.matcher();
         if !matcher.is_visible(path, kind) {
-            return Err(FsError::Access);
+            let rule = match matcher.decide(path, kind) {
+                Decision::Hidden(rule) => rule.to_string(),
+                _ => "view.allow: no pattern matches".to_string(),
+            };
+            return Err(self.refuse(path, FsError::Access, rule));
         }
-        match matcher.writable(path, kind) {
-            Writability::Writable(_) => {}
-            Writability::NotWritable | Writability::Protected(_) => return Err(FsError::Access),
-        }
+        self.check_policy_writable(path, kind)?;
         if self.lower_hidden_at(path) {
-            return Err(FsError::Access);
+            return Err(self.refuse(
+                path,
+                FsError::Access,
+                "SOURCE has an entry here that the view hides",
+            ));
         }
         Ok(())
     }
@@ -124,11 +138,15 @@ impl View {
 
     /// A new entry `name` in `parent`: the directory's path and the entry's.
     fn new_entry(&self, parent: u64, name: &Name, kind: Kind) -> FsResult<(RelPath, RelPath)> {
-        self.ensure_writes()?;
-        if upper::is_reserved(name) {
-            return Err(FsError::Invalid);
-        }
         let dir = self.path(parent)?;
+        self.ensure_writes(&dir.join(name))?;
+        if upper::is_reserved(name) {
+            return Err(self.refuse(
+                &dir.join(name),
+                FsError::Invalid,
+                "names .wh.* are reserved for the overlay",
+            ));
+        }
         if self.locate(&dir)?.stat.kind != FileType::Dir {
             return Err(FsError::NotDir);
         }
@@ -330,11 +348,12 @@ impl View {
     }
 
     fn new_entry_reply(&self, parent: u64, name: &Name, path: &RelPath) -> FsResult<Entry> {
+        self.wrote(path);
         let located = self.locate(path)?;
-        let ino = self
-            .inodes
-            .write()
-            .lookup(parent, name, Self::file_key(located.layer, &located.stat));
+        let ino =
+            self.inodes
+                .write()
+                .lookup(parent, name, Self::file_key(located.layer, &located.stat));
         Ok(Entry {
             ino,
             attr: self.sanitise(ino, located.stat),
@@ -386,8 +405,9 @@ impl View {
     ) -> FsResult<Entry> {
         let kind = mode & libc::S_IFMT;
         if kind == libc::S_IFCHR || kind == libc::S_IFBLK {
-            self.ensure_writes()?;
-            return Err(FsError::NotPermitted);
+            let path = self.path(parent)?.join(name);
+            self.ensure_writes(&path)?;
+            return Err(self.refuse(&path, FsError::NotPermitted, "device nodes are never made"));
         }
         let pkind = if kind == libc::S_IFDIR {
             Kind::Dir
@@ -492,7 +512,7 @@ impl View {
 
     /// `link`: a new name for a visible non-directory.
     pub fn link(&self, ino: u64, new_parent: u64, new_name: &Name) -> FsResult<Entry> {
-        self.ensure_writes()?;
+        self.ensure_writes(&self.path(new_parent)?.join(new_name))?;
         let (src_path, src) = self.node(ino)?;
         if src.stat.kind == FileType::Dir {
             return Err(FsError::NotPermitted);
@@ -585,6 +605,7 @@ impl View {
             }
         }
         self.inodes.write().detach(parent, name);
+        self.wrote(&path);
         Ok(())
     }
 
@@ -599,7 +620,7 @@ impl View {
         new_name: &Name,
         flags: u32,
     ) -> FsResult<()> {
-        self.ensure_writes()?;
+        self.ensure_writes(&self.path(parent)?.join(name))?;
         if flags & !(w::RENAME_NOREPLACE | w::RENAME_EXCHANGE) != 0
             || flags == w::RENAME_NOREPLACE | w::RENAME_EXCHANGE
         {
@@ -661,6 +682,8 @@ impl View {
                 exchange,
             )?,
         }
+        self.wrote(&from);
+        self.wrote(&to);
         let mut inodes = self.inodes.write();
         if exchange {
             inodes.exchange(parent, name, new_parent, new_name);
@@ -763,10 +786,12 @@ impl View {
     /// `write` through an open handle; in overlay mode growth counts against
     /// `overlay_bytes`.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
-        self.ensure_writes()?;
         let handle = self.handle(fh)?;
+        let path = handle.path.clone().unwrap_or_default();
+        self.ensure_writes(&path)?;
         let growth = self.growth(&handle, offset.saturating_add(data.len() as u64))?;
         handle.file.write_all_at(data, offset).map_err(io)?;
+        self.wrote(&path);
         if let (Some(upper), true) = (self.upper(), handle.upper) {
             upper.add_bytes(i64::try_from(growth).unwrap_or(i64::MAX));
         }
@@ -780,14 +805,20 @@ impl View {
         };
         let size = sys::fstat(handle.file.as_fd())?.size;
         let growth = end.saturating_sub(size);
-        upper.reserve_bytes(growth)?;
+        upper.reserve_bytes(growth).map_err(|e| {
+            self.refuse(
+                &handle.path.clone().unwrap_or_default(),
+                e,
+                "limits.overlay_bytes",
+            )
+        })?;
         Ok(growth)
     }
 
     /// `fallocate` through an open handle.
     pub fn fallocate(&self, fh: u64, mode: i32, offset: u64, len: u64) -> FsResult<()> {
-        self.ensure_writes()?;
         let handle = self.handle(fh)?;
+        self.ensure_writes(&handle.path.clone().unwrap_or_default())?;
         let growth = if mode & libc::FALLOC_FL_KEEP_SIZE == 0 {
             self.growth(&handle, offset.saturating_add(len))?
         } else {
@@ -882,6 +913,7 @@ impl View {
             )
             .map_err(io)?;
         }
+        self.wrote(&path);
         Ok(self.sanitise(ino, self.locate(&path)?.stat))
     }
 
@@ -903,7 +935,11 @@ impl View {
     ) -> FsResult<()> {
         let (path, located) = self.writable_node(ino)?;
         if !name.starts_with(b"user.") {
-            return Err(FsError::NotSupported);
+            return Err(self.refuse(
+                &path,
+                FsError::NotSupported,
+                "only user.* extended attributes",
+            ));
         }
         if !matches!(located.stat.kind, FileType::File | FileType::Dir) {
             return Err(FsError::NotPermitted);
@@ -918,8 +954,10 @@ impl View {
                 .into(),
         };
         match value {
-            Some(value) => w::setxattr(fd.as_fd(), name, value, flags).map_err(io),
-            None => w::removexattr(fd.as_fd(), name).map_err(io),
+            Some(value) => w::setxattr(fd.as_fd(), name, value, flags).map_err(io)?,
+            None => w::removexattr(fd.as_fd(), name).map_err(io)?,
         }
+        self.wrote(&path);
+        Ok(())
     }
 }
