@@ -13,7 +13,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod crash;
 mod direct;
+mod git;
 mod matrix;
 mod overlay;
 mod rules;
