@@ -355,10 +355,14 @@ impl UpperName {
     }
 }
 
-/// The `.wh.NAME` marker for `name`, or `None` when the result would be longer than a name may be.
+/// The `.wh.NAME` marker for `name`, or `None` when there is none: the result would be longer
+/// than a name may be, or `name` is `.wh..opq`, whose marker would be the opaque marker.
 pub fn whiteout_name(name: &Name) -> Option<Name> {
     let mut bytes = WHITEOUT_PREFIX.to_vec();
     bytes.extend_from_slice(name.as_bytes());
+    if bytes == OPAQUE_MARKER {
+        return None;
+    }
     Name::new(&bytes).ok()
 }
 
@@ -1056,6 +1060,21 @@ mod tests {
         );
         assert_eq!(parse_origin_line("a file 1 2"), None);
         assert_eq!(parse_origin_line("a dir extra"), None);
+    }
+
+    #[test]
+    fn whiteouts_read_back_as_the_name_they_were_made_for() {
+        let name = |b: &[u8]| Name::new(b).unwrap_or_else(|e| panic!("{e}"));
+        for target in [&b"a"[..], b".wh.", b".wh.x", b".wh..wh..opq", &[b'n'; 251]] {
+            let marker = whiteout_name(&name(target));
+            assert_eq!(
+                marker.map(|m| UpperName::classify(&m)),
+                Some(UpperName::Whiteout(name(target)))
+            );
+        }
+        // `.wh..opq` would be whited out by the opaque marker, `n`*252 by a name past NAME_MAX.
+        assert_eq!(whiteout_name(&name(b".wh..opq")), None);
+        assert_eq!(whiteout_name(&name(&[b'n'; 252])), None);
     }
 
     #[test]

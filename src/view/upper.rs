@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 use crate::overlay::{Overlay, UpperIndex, WHITEOUT_PREFIX};
-use crate::path::{Name, RelPath};
+use crate::path::{NAME_MAX, Name, RelPath};
 use crate::sys::{self, Open};
 use crate::view::{FsError, FsResult};
 
@@ -84,9 +84,16 @@ pub fn is_reserved(name: &Name) -> bool {
 }
 
 /// The whiteout marker's name for `name`; a name too long to carry the prefix cannot be
-/// deleted from the overlay (`ENAMETOOLONG`).
+/// deleted from the overlay (`ENAMETOOLONG`), nor can `.wh..opq`, whose marker would be the
+/// opaque marker (`EINVAL`, like the other reserved names).
 pub fn whiteout_name(name: &Name) -> FsResult<Name> {
-    crate::overlay::whiteout_name(name).ok_or(FsError::NameTooLong)
+    crate::overlay::whiteout_name(name).ok_or(
+        if WHITEOUT_PREFIX.len() + name.as_bytes().len() > NAME_MAX {
+            FsError::NameTooLong
+        } else {
+            FsError::Invalid
+        },
+    )
 }
 
 impl Upper {
