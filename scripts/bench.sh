@@ -52,7 +52,8 @@ Workloads (each on a fresh mount; caches dropped before the first pass):
   walk       find MNT -type f -printf '%s\n'
   search     rg -c $SEARCH_STRING MNT
   gitstatus  GIT_OPTIONAL_LOCKS=0 git -C MNT status   (no system writes the index)
-  gitminimal the same with -c core.checkStat=minimal (inode numbers and ctimes not compared)
+  gitminimal the same with -c core.checkStat=minimal (inode numbers, owners and sub-second
+             times not compared, as a user of a view can configure)
   seqread    cat MNT/big.bin
   randread   random 4 KiB preads of MNT/big.bin (20,000; --quick 2,000)
   untar      tar -xf of 10,000 small files into the mount, then rm -rf of them
@@ -61,6 +62,10 @@ EOF
 }
 
 while [[ $# -gt 0 ]]; do
+  case $1 in
+    --repeats|--workdir|--scopefs|--workloads|--systems|--out)
+      [[ $# -ge 2 ]] || { echo "scripts/bench.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;
+  esac
   case $1 in
     --quick) MODE=quick ;;
     --million) MODE=million ;;
@@ -83,6 +88,8 @@ case $MODE in
   million) : "${REPEATS:=2}" ;;
 esac
 [[ $REPEATS =~ ^[0-9]+$ ]] || { echo "scripts/bench.sh: --repeats wants a number" >&2; exit 2; }
+mkdir -p "$WORKDIR"
+WORKDIR=$(cd "$WORKDIR" && pwd)
 
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'scripts/bench.sh: %s\n' "$*" >&2; exit 1; }
@@ -125,14 +132,27 @@ prepare_scopefs() {
   mv "$WORKDIR/bin/scopefs.tmp" "$WORKDIR/bin/scopefs"
   SCOPEFS=$WORKDIR/bin/scopefs
 
-  # One variant per --cache mode, if the binary has the option.
-  local modes
-  modes=$("$SCOPEFS" mount --help | awk '
-    /^ *--cache[ =]/ { on = 1 }
-    on && /^ *-/ && !/--cache/ { on = 0 }
-    on { buf = buf " " $0 }
-    END { if (match(buf, /possible values: [^]]*/)) print substr(buf, RSTART + 17, RLENGTH - 17) }' |
-    tr -d ' ' | tr ',' ' ')
+  # One variant per --cache mode, if the binary has the option: values from clap's
+  # "[possible values: a, b]" or its long-help list ("- a: ...").
+  local help modes
+  help=$("$SCOPEFS" mount --help)
+  modes=$(awk '
+    /^ *(-[a-zA-Z], )?--cache[ =<]/ { on = 1 }
+    on && /^ *--?[a-zA-Z]/ && !/--cache/ { on = 0 }
+    on {
+      buf = buf " " $0
+      if (match($0, /^ *- [A-Za-z0-9_-]+:/)) {
+        v = substr($0, RSTART, RLENGTH); sub(/^ *- /, "", v); sub(/:$/, "", v); listed = listed " " v
+      }
+    }
+    END {
+      gsub(/[ \t]+/, " ", buf)
+      if (listed != "") print listed
+      else if (match(buf, /possible values: [^]]*/)) { v = substr(buf, RSTART + 17, RLENGTH - 17); gsub(/,/, " ", v); print v }
+    }' <<< "$help")
+  if [[ -z $modes ]] && grep -q -- '--cache' <<< "$help"; then
+    echo "note: scopefs has a --cache option but no list of values was found; add variants to SCOPEFS_VARIANTS" >&2
+  fi
   local m
   for m in $modes; do SCOPEFS_VARIANTS+=("scopefs-cache-$m|--cache $m"); done
 }
@@ -146,7 +166,8 @@ make_git_repo() { # DIR
   git -C "$d" init -q
   git -C "$d" config gc.auto 0
   printf 'big.bin\n' >> "$d/.git/info/exclude"
-  git -C "$d" add -A
+  git -C "$d" add -A -- . ':!big.bin'
+  [[ -n $(git -C "$d" ls-files | head -1) ]] || die "git add found nothing to add in $d (a .gitignore ignores everything?)"
   git -C "$d" -c user.name=bench -c user.email=bench@localhost commit -q -m tree
   git -C "$d" repack -adq --window=0
   git -C "$d" update-index -q --refresh
@@ -181,6 +202,9 @@ prepare_tree() {
       tar -C "$base/unpack" -xJf "$tarxz"
       mv "$base/unpack/$(ls "$base/unpack" | head -1)" "$base/src"
       rmdir "$base/unpack"
+      # Debian's packaging appends "/*" to the top-level .gitignore (its repository holds only
+      # debian/); drop that so git and ripgrep see the tree as upstream's checkout.
+      sed -i '/^# Debian packaging/,/^!\/debian\/$/d' "$base/src/.gitignore"
       touch "$base/.unpacked"
     fi
   else

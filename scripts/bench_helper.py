@@ -238,6 +238,10 @@ def resources(args):
     if args.labels and "untar" in labels and "rm" in labels:
         labels["untar"] = labels["untar"] + " + rm"
 
+    if not systems:
+        sys.stdout.write("(no daemon was measured)\n")
+        return
+
     def cell(v):
         return f"{v[0]} / {v[1] / 1024:.1f} MiB" if v else ""
 
