@@ -466,10 +466,8 @@ impl View {
                     }
                     w::chmod_at(work, &tmp, mode).map_err(io)?;
                     w::chown_at(work, &tmp, caller.uid, caller.gid).map_err(io)?;
-                    if upper.whited_out(&path) {
-                        let wh = upper::whiteout_name(name)?;
-                        w::unlink(dir_fd.as_fd(), &wh, false).map_err(io)?;
-                    }
+                    // The whiteout, if any, goes after the rename (in finish_new): a crash
+                    // in between leaves both, and the new directory wins.
                     w::rename(work, &tmp, dir_fd.as_fd(), name, w::RENAME_NOREPLACE).map_err(io)
                 })();
                 if let Err(e) = built {
@@ -517,6 +515,8 @@ impl View {
         if src.stat.kind == FileType::Dir {
             return Err(FsError::NotPermitted);
         }
+        // A new name is a new way to write the same file: only a writable file gets one.
+        self.check_writable(&src_path, &src.stat)?;
         let (dir, path) = self.new_entry(new_parent, new_name, Kind::NonDir)?;
         let _ns = self.lock_ns();
         let (src_dir, src_name) = self.writable_copy(&src_path, &src)?;
