@@ -14,6 +14,7 @@
 //! number gets a node of its own.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use crate::path::{Name, RelPath};
 
@@ -115,9 +116,9 @@ impl Inodes {
                 node.lookups += 1;
                 if let (None, Some(key)) = (node.file, file) {
                     // Copied up since the kernel first met it.
-                    if !self.by_file.contains_key(&key) {
+                    if let Entry::Vacant(slot) = self.by_file.entry(key) {
                         node.file = Some(key);
-                        self.by_file.insert(key, ino);
+                        slot.insert(ino);
                     }
                 }
                 return ino;
@@ -154,9 +155,12 @@ impl Inodes {
         let Some(node) = self.nodes.get_mut(&ino) else {
             return;
         };
-        if node.file.is_none() && !self.by_file.contains_key(&key) {
+        if node.file.is_some() {
+            return;
+        }
+        if let Entry::Vacant(slot) = self.by_file.entry(key) {
             node.file = Some(key);
-            self.by_file.insert(key, ino);
+            slot.insert(ino);
         }
     }
 
