@@ -74,8 +74,10 @@ fn check_whiteout(name: &Name) {
                 "the whiteout of {name:?} reads back as something else"
             );
         }
+        // Too long for the prefix, or `.wh..opq`, whose marker would be the opaque marker.
         None => assert!(
-            WHITEOUT_PREFIX.len() + bytes.len() > NAME_MAX,
+            WHITEOUT_PREFIX.len() + bytes.len() > NAME_MAX
+                || [WHITEOUT_PREFIX, bytes].concat() == OPAQUE_MARKER,
             "no whiteout for {name:?}"
         ),
     }
