@@ -136,6 +136,25 @@ impl View {
         }
     }
 
+    /// A symlink keeps its target when it moves, so it may only move where the view would
+    /// still show it (under `symlinks = "contain"`, a relative target can leave SOURCE from a
+    /// shallower directory).
+    fn check_symlink_moves(&self, entry: &Located, to: &RelPath) -> FsResult<()> {
+        if entry.stat.kind != FileType::Symlink {
+            return Ok(());
+        }
+        let target = sys::readlink(entry.fd.as_fd()).map_err(io)?;
+        if self.scope.symlink_allowed(to, &target) {
+            Ok(())
+        } else {
+            Err(self.refuse(
+                to,
+                FsError::Access,
+                "symlinks: the target would not be in the view from here",
+            ))
+        }
+    }
+
     /// A new entry `name` in `parent`: the directory's path and the entry's.
     fn new_entry(&self, parent: u64, name: &Name, kind: Kind) -> FsResult<(RelPath, RelPath)> {
         let dir = self.path(parent)?;
@@ -231,7 +250,8 @@ impl View {
         let name = last_name(path)?;
         let parent = path.parent().unwrap_or_default();
         let dir_fd = self.copy_up_dir(upper, &parent)?;
-        if located.layer == Layer::Upper {
+        // `located` was found before `ns` was taken: another request may have copied it up since.
+        if located.layer == Layer::Upper || upper.contains(path) {
             return Ok((dir_fd, name));
         }
         let st = located.stat;
@@ -586,11 +606,15 @@ impl View {
                 let lower = self.lower_present(upper, &path);
                 self.record(upper, &path)?;
                 let mut freed = 0;
-                if located.layer == Layer::Upper {
+                // Found before `ns` was taken: another request may have copied it up since.
+                if located.layer == Layer::Upper || upper.contains(&path) {
                     if dir {
                         self.remove_upper_dir(dir_fd.as_fd(), name)?;
                     } else {
-                        if located.stat.kind == FileType::File && located.stat.nlink <= 1 {
+                        if located.layer == Layer::Upper
+                            && located.stat.kind == FileType::File
+                            && located.stat.nlink <= 1
+                        {
                             freed = located.stat.size;
                         }
                         w::unlink(dir_fd.as_fd(), name, false).map_err(io)?;
@@ -637,11 +661,13 @@ impl View {
             return Err(FsError::NotDir);
         }
         self.check_new_name(&to, kind_of(&src.stat))?;
+        self.check_symlink_moves(&src, &to)?;
         let dst = self.locate_opt(&to)?;
         if let Some(d) = &dst {
             self.check_writable(&to, &d.stat)?;
             if exchange {
                 self.check_new_name(&from, kind_of(&d.stat))?;
+                self.check_symlink_moves(d, &from)?;
             }
         }
         match (&dst, exchange) {
