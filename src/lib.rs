@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod confine;
 pub mod error;
 pub mod fuse;
 pub mod overlay;

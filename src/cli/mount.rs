@@ -386,9 +386,11 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
     let mountpoint = prepared.mountpoint.clone();
     let args = args.clone();
     let write_mode = prepared.policy.write_mode();
+    let reloading = view.clone();
     match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(mut signals) => {
             std::thread::spawn(move || {
+                let view = reloading;
                 for signal in signals.forever() {
                     if signal == SIGHUP {
                         reload(&view, &notifier, &args, write_mode);
@@ -406,6 +408,7 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
         let mountpoint = prepared.mountpoint.clone();
         std::thread::spawn(move || announce_ready(&mountpoint));
     }
+    crate::confine::restrict_thread_or_warn(&view.confinement());
     let served = session
         .run()
         .map_err(|e| CliError::runtime(format!("the file system stopped: {e}")));

@@ -90,16 +90,26 @@ impl RunCmd {
         let notifier = started.session.notifier();
         let view = started.view;
         let started_audit = started.audit;
-        let background = started
-            .session
-            .spawn()
+        let session = started.session;
+        let serving = view.clone();
+        // Only the serving threads are confined: this thread must still start the command
+        // (which inherits nothing of it) and unmount.
+        let background = std::thread::Builder::new()
+            .name("scopefs-session".into())
+            .spawn(move || {
+                crate::confine::restrict_thread_or_warn(&serving.confinement());
+                drop(serving);
+                session.run()
+            })
             .map_err(|e| CliError::runtime(format!("cannot start serving the view: {e}")))?;
 
         let status = self.spawn_and_wait(&prepared.source, &prepared.mountpoint, &view, &notifier);
 
         mount::unmount_view(&prepared.mountpoint, &mut unmounter);
-        if let Err(e) = background.join() {
-            tracing::warn!(error = %e, "the file system thread ended with an error");
+        match background.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the file system thread ended with an error"),
+            Err(_) => tracing::error!("the file system thread panicked"),
         }
         if let Some(audit) = &started_audit {
             audit.close();

@@ -123,6 +123,22 @@ impl View {
         })
     }
 
+    /// What the threads serving this view need to reach: SOURCE (to read, or in direct mode to
+    /// change) and the overlay's `upper/` and `work/`.
+    pub fn confinement(&self) -> crate::confine::Confinement<'_> {
+        let mut rules = crate::confine::Confinement::default();
+        match &self.writes {
+            Writes::Deny => rules.read.push(self.scope.root()),
+            Writes::Direct => rules.write.push(self.scope.root()),
+            Writes::Overlay(upper) => {
+                rules.read.push(self.scope.root());
+                rules.write.push(upper.overlay().upper());
+                rules.write.push(upper.overlay().work());
+            }
+        }
+        rules
+    }
+
     /// Sends this view's refusals (and, as configured, changes and reads) to `audit`.
     pub fn with_audit(mut self, audit: Arc<Audit>) -> View {
         self.audit = Some(audit);
@@ -255,11 +271,27 @@ impl View {
         (layer == Layer::Upper && st.kind != FileType::Dir).then_some((st.dev, st.ino))
     }
 
-    /// Resolves node `ino` and judges it again.
+    /// Resolves node `ino` and judges it again. A file of `upper/` is reached by the first of
+    /// its names that still leads to it; names found to lead elsewhere, or nowhere, are dropped.
     fn node(&self, ino: u64) -> FsResult<(RelPath, Located)> {
-        let path = self.path(ino)?;
-        let located = self.locate(&path)?;
-        Ok((path, located))
+        let Some(key) = self.inodes.read().file(ino) else {
+            let path = self.path(ino)?;
+            let located = self.locate(&path)?;
+            return Ok((path, located));
+        };
+        let names = self.inodes.read().names(ino);
+        for (parent, name, path) in names {
+            match self.locate(&path) {
+                Ok(located) if Self::file_key(located.layer, &located.stat) == Some(key) => {
+                    return Ok((path, located));
+                }
+                Ok(_) | Err(FsError::NotFound) => {
+                    self.inodes.write().drop_name(ino, parent, &name);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(FsError::NotFound)
     }
 
     /// `lookup`: the child `name` of `parent`, if it exists and is visible.
@@ -454,13 +486,24 @@ impl View {
 
     /// For `readdirplus`: the entry of a listed item, counted as a kernel lookup.
     pub fn lookup_item(&self, parent: u64, item: &DirItem) -> Entry {
-        let ino =
-            self.inodes
-                .write()
-                .lookup(parent, &item.name, Self::file_key(item.layer, &item.attr));
+        let mut attr = item.attr;
+        let mut key = None;
+        if Self::file_key(item.layer, &item.attr).is_some() {
+            // The listing may be older than a rename or a new file at this name: a file of
+            // `upper/` is looked at again (the kernel holds the directory against changes while
+            // it reads it), so its node is the one of the file there now.
+            if let Ok(now) = self
+                .path(parent)
+                .and_then(|dir| self.locate(&dir.join(&item.name)))
+            {
+                key = Self::file_key(now.layer, &now.stat);
+                attr = now.stat;
+            }
+        }
+        let ino = self.inodes.write().lookup(parent, &item.name, key);
         Entry {
             ino,
-            attr: self.sanitise(ino, item.attr),
+            attr: self.sanitise(ino, attr),
         }
     }
 
