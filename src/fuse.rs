@@ -450,7 +450,10 @@ impl Filesystem for ScopeFs {
         }
         let skip = (offset as usize).saturating_sub(2);
         for (i, item) in dir.items.iter().enumerate().skip(skip) {
-            let e = self.view.lookup_item(dir.ino, item);
+            // An entry removed since the snapshot is left out.
+            let Some(e) = self.view.lookup_item(&dir, item) else {
+                continue;
+            };
             let full = reply.add(
                 INodeNo(e.ino),
                 i as u64 + 3,

@@ -9,9 +9,11 @@
 //! A file in the overlay's `upper/` may have several names (hardlinks made through the view).
 //! Such a file is one node whatever name it is reached by, keyed by its (device, inode) in
 //! `upper/`, so every name shows the same inode number, link count and times, as POSIX wants.
-//! Only the view changes `upper/` while mounted, so the names recorded for a node are exact;
-//! once a node has no name left its key is dropped, and a later file that reuses the inode
-//! number gets a node of its own.
+//! Only the view changes `upper/` while mounted, but a name can still be recorded late (a
+//! directory listing taken before a rename, a lookup racing one), so a name whose file turns out
+//! to be another's is dropped when met ([`Inodes::lookup`], [`Inodes::drop_name`]). Once a node
+//! has no name left its key is dropped, and a later file that reuses the inode number gets a
+//! node of its own.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -40,6 +42,9 @@ pub struct Inodes {
     by_name: HashMap<(u64, Name), u64>,
     by_file: HashMap<FileKey, u64>,
     next: u64,
+    /// Counts removals and renames: a directory listing taken at an older count may name
+    /// entries that are gone.
+    generation: u64,
 }
 
 impl Default for Inodes {
@@ -55,6 +60,7 @@ impl Inodes {
             by_name: HashMap::new(),
             by_file: HashMap::new(),
             next: ROOT + 1,
+            generation: 0,
         }
     }
 
@@ -112,6 +118,17 @@ impl Inodes {
     pub fn lookup(&mut self, parent: u64, name: &Name, file: Option<FileKey>) -> u64 {
         let entry = (parent, name.clone());
         if let Some(&ino) = self.by_name.get(&entry) {
+            if file.is_some()
+                && self
+                    .nodes
+                    .get(&ino)
+                    .is_some_and(|n| n.file.is_some() && n.file != file)
+            {
+                // The name now belongs to another file of `upper/`.
+                self.drop_name(ino, parent, name);
+            }
+        }
+        if let Some(&ino) = self.by_name.get(&entry) {
             if let Some(node) = self.nodes.get_mut(&ino) {
                 node.lookups += 1;
                 if let (None, Some(key)) = (node.file, file) {
@@ -149,6 +166,38 @@ impl Inodes {
         ino
     }
 
+    /// The file key of node `ino`, if it is a file of `upper/`.
+    pub fn file(&self, ino: u64) -> Option<FileKey> {
+        self.nodes.get(&ino).and_then(|n| n.file)
+    }
+
+    /// Every name of node `ino` whose parents the kernel still holds, with its path.
+    pub fn names(&self, ino: u64) -> Vec<(u64, Name, RelPath)> {
+        let Some(node) = self.nodes.get(&ino) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (parent, name) in &node.names {
+            let mut names = vec![name];
+            if self.names_up(*parent, &mut names).is_some() {
+                let mut path = RelPath::root();
+                for n in names.iter().rev() {
+                    path.push(n);
+                }
+                out.push((*parent, name.clone(), path));
+            }
+        }
+        out
+    }
+
+    /// Drops the name `name` of `parent` from node `ino`: it was found to be another file's,
+    /// or nothing's.
+    pub fn drop_name(&mut self, ino: u64, parent: u64, name: &Name) {
+        if self.by_name.get(&(parent, name.clone())) == Some(&ino) {
+            self.detach(parent, name);
+        }
+    }
+
     /// Records that node `ino` is the file `key` of `upper/` (it was just copied up), so new
     /// names of that file join it.
     pub fn set_file(&mut self, ino: u64, key: FileKey) {
@@ -164,6 +213,11 @@ impl Inodes {
         }
     }
 
+    /// How many removals and renames the table has seen.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Every entry the kernel holds a node for, as (parent, name).
     pub fn entries(&self) -> Vec<(u64, Name)> {
         self.by_name.keys().cloned().collect()
@@ -172,6 +226,7 @@ impl Inodes {
     /// The entry `name` of `parent` was removed: its node (which open files, the kernel and
     /// its other names may still hold) no longer has that name.
     pub fn detach(&mut self, parent: u64, name: &Name) {
+        self.generation += 1;
         let entry = (parent, name.clone());
         let Some(ino) = self.by_name.remove(&entry) else {
             return;
@@ -210,6 +265,7 @@ impl Inodes {
 
     /// The entries `a` of `pa` and `b` of `pb` swapped places.
     pub fn exchange(&mut self, pa: u64, a: &Name, pb: u64, b: &Name) {
+        self.generation += 1;
         let ea = (pa, a.clone());
         let eb = (pb, b.clone());
         let ia = self.by_name.remove(&ea);
@@ -315,6 +371,25 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_name_leaves_the_node() {
+        let n = |s: &str| Name::new(s.as_bytes()).unwrap();
+        let mut t = Inodes::new();
+        let a = t.lookup(ROOT, &n("a"), Some((1, 1)));
+        // A lookup that raced the rename of `a` to `b` records `a` again: found stale later.
+        t.rename(ROOT, &n("a"), ROOT, &n("b"));
+        assert_eq!(t.lookup(ROOT, &n("a"), Some((1, 1))), a);
+        let paths: Vec<String> = t.names(a).iter().map(|(_, _, p)| p.to_string()).collect();
+        assert_eq!(paths, ["b", "a"]);
+        t.drop_name(a, ROOT, &n("a"));
+        assert_eq!(t.path(a).unwrap().to_string(), "b");
+        // A new file at `b`: the name leaves the old node.
+        let c = t.lookup(ROOT, &n("b"), Some((1, 2)));
+        assert_ne!(c, a);
+        assert!(t.is_unlinked(a));
+        assert_eq!(t.file(c), Some((1, 2)));
+    }
+
+    #[test]
     fn a_copied_up_node_takes_its_file_key() {
         let n = |s: &str| Name::new(s.as_bytes()).unwrap();
         let mut t = Inodes::new();
@@ -322,7 +397,7 @@ mod tests {
         t.set_file(a, (1, 9));
         assert_eq!(t.lookup(ROOT, &n("link"), Some((1, 9))), a);
         t.exchange(ROOT, &n("a"), ROOT, &n("link"));
-        assert_eq!(t.lookup(ROOT, &n("a"), None), a);
+        assert_eq!(t.lookup(ROOT, &n("a"), Some((1, 9))), a);
         t.forget(a, 3);
         assert!(t.path(a).is_none());
         assert_ne!(t.lookup(ROOT, &n("link"), Some((1, 9))), a);

@@ -57,6 +57,8 @@ pub struct DirSnapshot {
     pub ino: u64,
     pub parent: u64,
     pub items: Vec<DirItem>,
+    /// The inode table's generation when the snapshot was taken.
+    generation: u64,
 }
 
 /// Where writes go.
@@ -470,12 +472,19 @@ impl View {
             return Err(FsError::NotDir);
         }
         self.read_of(&path);
+        let generation = self.inodes.read().generation();
         let items = self.list(&path, &located)?;
         let parent = self.inodes.read().parent(ino).unwrap_or(ROOT);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.dirs
-            .lock()
-            .insert(fh, Arc::new(DirSnapshot { ino, parent, items }));
+        self.dirs.lock().insert(
+            fh,
+            Arc::new(DirSnapshot {
+                ino,
+                parent,
+                items,
+                generation,
+            }),
+        );
         Ok(fh)
     }
 
@@ -484,27 +493,29 @@ impl View {
         self.dirs.lock().get(&fh).cloned().ok_or(FsError::BadHandle)
     }
 
-    /// For `readdirplus`: the entry of a listed item, counted as a kernel lookup.
-    pub fn lookup_item(&self, parent: u64, item: &DirItem) -> Entry {
-        let mut attr = item.attr;
-        let mut key = None;
-        if Self::file_key(item.layer, &item.attr).is_some() {
-            // The listing may be older than a rename or a new file at this name: a file of
-            // `upper/` is looked at again (the kernel holds the directory against changes while
-            // it reads it), so its node is the one of the file there now.
-            if let Ok(now) = self
-                .path(parent)
-                .and_then(|dir| self.locate(&dir.join(&item.name)))
-            {
-                key = Self::file_key(now.layer, &now.stat);
-                attr = now.stat;
-            }
+    /// For `readdirplus`: the entry of a listed item, counted as a kernel lookup; `None` when
+    /// the item is gone. A snapshot older than a removal or rename made through the view is
+    /// looked at again (the kernel holds the directory against changes while it reads it), so
+    /// the kernel is never handed an entry for a name that no longer exists, or the node of
+    /// another file.
+    pub fn lookup_item(&self, dir: &DirSnapshot, item: &DirItem) -> Option<Entry> {
+        let (mut attr, mut layer) = (item.attr, item.layer);
+        if self.inodes.read().generation() != dir.generation {
+            let now = self
+                .path(dir.ino)
+                .and_then(|path| self.locate(&path.join(&item.name)))
+                .ok()?;
+            attr = now.stat;
+            layer = now.layer;
         }
-        let ino = self.inodes.write().lookup(parent, &item.name, key);
-        Entry {
+        let ino = self
+            .inodes
+            .write()
+            .lookup(dir.ino, &item.name, Self::file_key(layer, &attr));
+        Some(Entry {
             ino,
             attr: self.sanitise(ino, attr),
-        }
+        })
     }
 
     /// `releasedir`.
