@@ -9,7 +9,7 @@ src=$PWD/examples/sample-project
 mnt=$(mktemp -d /tmp/scopefs-demo.XXXXXX)
 
 cleanup() {
-  if grep -qs " $mnt fuse.scopefs " /proc/self/mountinfo; then
+  if mountpoint -q "$mnt"; then
     "$bin" umount "$mnt"
   fi
   rmdir "$mnt"

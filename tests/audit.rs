@@ -1,6 +1,13 @@
 //! The audit log (SPEC §6) through a real mount: refused writes and lookups of hidden names
 //! that exist are recorded with the rule that decided; probes of absent names are not.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::fs;
