@@ -17,6 +17,7 @@ mod crash;
 mod direct;
 mod git;
 mod matrix;
+mod model;
 mod overlay;
 mod rules;
 mod support;

@@ -417,3 +417,33 @@ fn protect_can_be_emptied_in_the_policy_file() {
         assert_eq!(fs::read(r.layer("w/.envrc")).unwrap(), b"export X=1\n");
     });
 }
+
+#[test]
+fn a_symlink_cannot_be_renamed_to_where_it_would_leave_source() {
+    both(|mode| {
+        let r = Rig::new(mode);
+        r.scene.file("f.txt");
+        r.scene.dir("w");
+        // SOURCE's own `l`, which the rename would replace.
+        r.scene.symlink("l", "f.txt");
+        let m = r.mount(&r.policy_args("", "", ""));
+        let mut problems = Vec::new();
+        // At the root the target ../f.txt leaves SOURCE: the view could not show the link.
+        for (link, dest) in [("w/l1", "l"), ("w/l2", "new")] {
+            std::os::unix::fs::symlink("../f.txt", m.m(link)).expect("ln -s ../f.txt");
+            let res = fs::rename(m.m(link), m.m(dest));
+            if errno_of(&res) != Ok(libc::EACCES) {
+                problems.push(format!(
+                    "mv {link} {dest} (its target ../f.txt escapes from the root): expected EACCES, got {}",
+                    outcome(&res)
+                ));
+            }
+        }
+        for name in names(m.mnt()) {
+            if let Err(e) = fs::symlink_metadata(m.m(&name)) {
+                problems.push(format!("{name} is listed at the root but lstat says {e}"));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    });
+}
