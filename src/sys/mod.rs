@@ -541,7 +541,8 @@ pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether the process `pid` still exists (a zombie counts as gone).
+/// Whether the process `pid` still runs: a zombie counts as gone once all its threads have
+/// exited (and so closed its descriptors), since nobody may be reaping it.
 pub fn process_alive(pid: u32) -> bool {
     let Ok(pid_t) = libc::pid_t::try_from(pid) else {
         return false;
@@ -552,12 +553,18 @@ pub fn process_alive(pid: u32) -> bool {
     if !exists {
         return false;
     }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
+    let zombie = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
             .rsplit_once(')')
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
+        Err(_) => return false,
+    };
+    if !zombie {
+        return true;
     }
+    // A zombie leader may still have threads on their way out, holding the process's
+    // descriptors (and so its locks); it is gone once it is the only task left.
+    std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| tasks.count() > 1)
 }
 
 /// Makes the process non-dumpable so that other processes of the same user cannot read its
