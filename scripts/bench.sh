@@ -458,48 +458,56 @@ run_million() {
   local out=$OUTDIR/million.md t0 t1 n i times=() first
   mkdir -p "$OUTDIR"
 
-  say "native: find | wc -l"
-  drop_caches
-  local native_n native_first native_times=()
-  t0=$EPOCHREALTIME; native_n=$(find "$SRC" -type f | wc -l); t1=$EPOCHREALTIME
-  native_first=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-  for ((i = 0; i < REPEATS; i++)); do
-    t0=$EPOCHREALTIME; find "$SRC" -type f | wc -l > /dev/null; t1=$EPOCHREALTIME
-    native_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')")
+  local rows=() w
+  for w in names stat; do
+    local cmd=(find "$SRC" -type f) what="\`find -type f \\| wc -l\`"
+    if [[ $w == stat ]]; then
+      cmd+=(-printf '%s\n')
+      what="\`find -type f -printf %s \\| wc -l\` (a stat of every file)"
+    fi
+    local sys
+    for sys in native scopefs; do
+      local root=$SRC t0 t1 n first times=() i
+      if [[ $sys == scopefs ]]; then
+        MNT=$MNTROOT/scopefs; mkdir -p "$MNT"
+        "$SCOPEFS" mount "$SRC" "$MNT"
+        DAEMON_PID=$(scopefs_pid "$MNT")
+        start_sampler "$DAEMON_PID" scopefs
+        root=$MNT
+      fi
+      say "$sys: $what"
+      drop_caches
+      t0=$EPOCHREALTIME; n=$("${cmd[@]/#$SRC/$root}" | wc -l); t1=$EPOCHREALTIME
+      first=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+      [[ $n -eq $total ]] || { echo "  expected $total files through $sys, found $n" >&2; FAILED=1; }
+      for ((i = 0; i < REPEATS; i++)); do
+        t0=$EPOCHREALTIME; "${cmd[@]/#$SRC/$root}" | wc -l > /dev/null; t1=$EPOCHREALTIME
+        times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')")
+      done
+      echo "  $n files, first ${first}s, repeats ${times[*]}" >&2
+      if [[ $sys == native ]]; then
+        rows+=("| native | $what | $n | $first | ${times[*]} | | | | |")
+      else
+        local rss_now fds_now fds hwm
+        rss_now=$(awk '/^VmRSS:/ { print $2 }' "/proc/$DAEMON_PID/status")
+        fds_now=$(ls "/proc/$DAEMON_PID/fd" | wc -l)
+        : > "$RES_TSV"
+        stop_sampler "$w" scopefs
+        "$SCOPEFS" umount "$MNT"
+        read -r _ _ fds hwm < "$RES_TSV"
+        rows+=("| scopefs (default, fresh mount) | $what | $n | $first | ${times[*]} | $((hwm / 1024)) MiB | $((rss_now / 1024)) MiB | $fds | $fds_now |")
+      fi
+    done
   done
-  echo "  $native_n files, first ${native_first}s, repeats ${native_times[*]}" >&2
-
-  say "scopefs: find | wc -l"
-  MNT=$MNTROOT/scopefs; mkdir -p "$MNT"
-  "$SCOPEFS" mount "$SRC" "$MNT"
-  DAEMON_PID=$(scopefs_pid "$MNT")
-  start_sampler "$DAEMON_PID" scopefs
-  drop_caches
-  t0=$EPOCHREALTIME; n=$(find "$MNT" -type f | wc -l); t1=$EPOCHREALTIME
-  first=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-  [[ $n -eq $total ]] || { echo "  expected $total files through the view, found $n" >&2; FAILED=1; }
-  for ((i = 0; i < REPEATS; i++)); do
-    t0=$EPOCHREALTIME; find "$MNT" -type f | wc -l > /dev/null; t1=$EPOCHREALTIME
-    times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')")
-  done
-  echo "  $n files, first ${first}s, repeats ${times[*]}" >&2
-  local rss_now fds_now
-  rss_now=$(awk '/^VmRSS:/ { print $2 }' "/proc/$DAEMON_PID/status")
-  fds_now=$(ls "/proc/$DAEMON_PID/fd" | wc -l)
-  stop_sampler find scopefs
-  "$SCOPEFS" umount "$MNT"
-  local fds hwm
-  read -r _ _ fds hwm < "$RES_TSV"
   {
     echo "# scopefs: $total files"
     echo
     machine_info
-    echo "- tree: $dirs directories x $files files of 6 bytes ($base/src); first pass after \`sync; echo 3 > /proc/sys/vm/drop_caches\`"
+    echo "- tree: $dirs directories x $files files of 6 bytes ($base/src); first pass after \`sync; echo 3 > /proc/sys/vm/drop_caches\`, then $REPEATS repeats"
     echo
-    echo "| | files seen | first pass (s, cold) | repeats (s) | daemon peak RSS (VmHWM) | daemon RSS after | peak open fds | fds after |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-    echo "| native \`find -type f \| wc -l\` | $native_n | $native_first | ${native_times[*]} | | | | |"
-    echo "| scopefs default | $n | $first | ${times[*]} | $((hwm / 1024)) MiB | $((rss_now / 1024)) MiB | $fds | $fds_now |"
+    echo "| system | command | files seen | first pass (s) | repeats (s) | daemon peak RSS (VmHWM) | daemon RSS at the end | peak open fds | open fds at the end |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    printf '%s\n' "${rows[@]}"
   } > "$out"
   echo
   cat "$out"
