@@ -513,6 +513,9 @@ fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> io::Result<()> {
 }
 
 /// Takes the overlay's lock or says who holds it.
+/// How many times a busy lock is tried, 20 ms apart.
+const LOCK_TRIES: u32 = 10;
+
 fn take_lock(dir: &Path) -> Result<File, OverlayError> {
     let path = dir.join(LOCK);
     let mut file = OpenOptions::new()
@@ -524,7 +527,17 @@ fn take_lock(dir: &Path) -> Result<File, OverlayError> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&path)
         .map_err(io_err("open the lock file", &path))?;
-    if !w::try_lock_exclusive(&file).map_err(io_err("lock", &path))? {
+    // A lock held only for an instant is no live mount: a process that forks keeps a copy of
+    // the descriptor until its child execs. Try again briefly before calling it in use.
+    let mut locked = false;
+    for _ in 0..LOCK_TRIES {
+        locked = w::try_lock_exclusive(&file).map_err(io_err("lock", &path))?;
+        if locked {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if !locked {
         let mut text = String::new();
         let pid = file
             .read_to_string(&mut text)
