@@ -20,10 +20,7 @@ use crate::audit;
 use crate::path::{Name, NameError};
 use crate::sys::write::SetTime;
 use crate::sys::{self, Stat};
-use crate::view::{Caller, Entry, FsError, FsResult, SetAttr, View};
-
-/// How long the kernel may cache entries and attributes before asking again.
-const TTL: Duration = Duration::from_secs(1);
+use crate::view::{CacheMode, Caller, Entry, FsError, FsResult, Opened, SetAttr, View};
 
 /// Synthetic inode counts for `statfs`: the real ones would count hidden files.
 const STATFS_FILES: u64 = 1 << 32;
@@ -31,11 +28,18 @@ const STATFS_FILES: u64 = 1 << 32;
 /// The fuser file system: a [`View`] behind the kernel protocol.
 pub struct ScopeFs {
     view: Arc<View>,
+    /// How long the kernel may cache entries and attributes before asking again.
+    ttl: Duration,
+    cache: CacheMode,
 }
 
 impl ScopeFs {
-    pub fn new(view: Arc<View>) -> Self {
-        ScopeFs { view }
+    pub fn new(view: Arc<View>, cache: CacheMode) -> Self {
+        ScopeFs {
+            view,
+            ttl: cache.ttl(),
+            cache,
+        }
     }
 }
 
@@ -88,9 +92,9 @@ fn fail(op: &str, err: &FsError) -> Errno {
     Errno::from_i32(errno)
 }
 
-fn entry(reply: ReplyEntry, result: FsResult<Entry>, op: &str) {
+fn entry(reply: ReplyEntry, result: FsResult<Entry>, ttl: Duration, op: &str) {
     match result {
-        Ok(e) => reply.entry(&TTL, &attr(&e.attr), Generation(0)),
+        Ok(e) => reply.entry(&ttl, &attr(&e.attr), Generation(0)),
         Err(e) => reply.error(fail(op, &e)),
     }
 }
@@ -125,11 +129,29 @@ fn set_time(t: TimeOrNow) -> SetTime {
     }
 }
 
+impl ScopeFs {
+    /// What the kernel may keep of an open file or directory.
+    fn open_flags(&self, opened: Opened, dir: bool) -> FopenFlags {
+        let mut flags = FopenFlags::empty();
+        if self.cache != CacheMode::Never && dir {
+            flags |= FopenFlags::FOPEN_CACHE_DIR;
+        }
+        if opened.keep_cache {
+            flags |= FopenFlags::FOPEN_KEEP_CACHE;
+        }
+        flags
+    }
+}
+
 impl Filesystem for ScopeFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+        let mut wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS;
+        if self.cache != CacheMode::Never {
+            // Cached data is dropped when a file's mtime or size is seen to change.
+            wanted |= InitFlags::FUSE_AUTO_INVAL_DATA | InitFlags::FUSE_CACHE_SYMLINKS;
+        }
         if let Err(missing) = config.add_capabilities(wanted) {
             tracing::debug!(?missing, "kernel lacks some capabilities");
             let _ = config.add_capabilities(wanted & !missing);
@@ -140,7 +162,7 @@ impl Filesystem for ScopeFs {
     fn lookup(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEntry) {
         let _request = audit::enter("lookup", req.pid(), req.uid());
         let result = name(name_os).and_then(|n| self.view.lookup(parent.0, &n));
-        entry(reply, result, "lookup");
+        entry(reply, result, self.ttl, "lookup");
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -150,7 +172,7 @@ impl Filesystem for ScopeFs {
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let _request = audit::enter("getattr", req.pid(), req.uid());
         match self.view.getattr(ino.0, fh.map(|fh| fh.0)) {
-            Ok(st) => reply.attr(&TTL, &attr(&st)),
+            Ok(st) => reply.attr(&self.ttl, &attr(&st)),
             Err(e) => reply.error(fail("getattr", &e)),
         }
     }
@@ -186,7 +208,7 @@ impl Filesystem for ScopeFs {
             .view
             .setattr(ino.0, set, fh.map(|fh| fh.0), caller(req))
         {
-            Ok(st) => reply.attr(&TTL, &attr(&st)),
+            Ok(st) => reply.attr(&self.ttl, &attr(&st)),
             Err(e) => reply.error(fail("setattr", &e)),
         }
     }
@@ -212,7 +234,7 @@ impl Filesystem for ScopeFs {
         let _request = audit::enter("mknod", req.pid(), req.uid());
         let result =
             name(name_os).and_then(|n| self.view.mknod(parent.0, &n, mode, umask, caller(req)));
-        entry(reply, result, "mknod");
+        entry(reply, result, self.ttl, "mknod");
     }
 
     fn mkdir(
@@ -227,7 +249,7 @@ impl Filesystem for ScopeFs {
         let _request = audit::enter("mkdir", req.pid(), req.uid());
         let result =
             name(name_os).and_then(|n| self.view.mkdir(parent.0, &n, mode, umask, caller(req)));
-        entry(reply, result, "mkdir");
+        entry(reply, result, self.ttl, "mkdir");
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEmpty) {
@@ -255,7 +277,7 @@ impl Filesystem for ScopeFs {
             self.view
                 .symlink(parent.0, &n, target.as_os_str().as_bytes(), caller(req))
         });
-        entry(reply, result, "symlink");
+        entry(reply, result, self.ttl, "symlink");
     }
 
     fn rename(
@@ -287,13 +309,13 @@ impl Filesystem for ScopeFs {
     ) {
         let _request = audit::enter("link", req.pid(), req.uid());
         let result = name(newname).and_then(|n| self.view.link(ino.0, newparent.0, &n));
-        entry(reply, result, "link");
+        entry(reply, result, self.ttl, "link");
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let _request = audit::enter("open", req.pid(), req.uid());
         match self.view.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(o) => reply.opened(FileHandle(o.fh), self.open_flags(o, false)),
             Err(e) => reply.error(fail("open", &e)),
         }
     }
@@ -377,7 +399,7 @@ impl Filesystem for ScopeFs {
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let _request = audit::enter("opendir", req.pid(), req.uid());
         match self.view.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(o) => reply.opened(FileHandle(o.fh), self.open_flags(o, true)),
             Err(e) => reply.error(fail("opendir", &e)),
         }
     }
@@ -403,7 +425,11 @@ impl Filesystem for ScopeFs {
             }
         }
         let skip = (offset as usize).saturating_sub(2);
-        for (i, item) in dir.items.iter().enumerate().skip(skip) {
+        let items = match self.view.dir_items(&dir) {
+            Ok(items) => items,
+            Err(e) => return reply.error(fail("readdir", &e)),
+        };
+        for (i, item) in items.iter().enumerate().skip(skip) {
             // The kernel ignores the inode number here; readdirplus or lookup gives the real one.
             let full = reply.add(
                 INodeNo(u64::MAX),
@@ -441,7 +467,7 @@ impl Filesystem for ScopeFs {
                 INodeNo(*ino),
                 i as u64 + 1,
                 dot,
-                &TTL,
+                &self.ttl,
                 &attr(&st),
                 Generation(0),
             ) {
@@ -449,7 +475,11 @@ impl Filesystem for ScopeFs {
             }
         }
         let skip = (offset as usize).saturating_sub(2);
-        for (i, item) in dir.items.iter().enumerate().skip(skip) {
+        let items = match self.view.dir_items(&dir) {
+            Ok(items) => items,
+            Err(e) => return reply.error(fail("readdir", &e)),
+        };
+        for (i, item) in items.iter().enumerate().skip(skip) {
             // An entry removed since the snapshot is left out.
             let Some(e) = self.view.lookup_item(&dir, item) else {
                 continue;
@@ -458,7 +488,7 @@ impl Filesystem for ScopeFs {
                 INodeNo(e.ino),
                 i as u64 + 3,
                 item.name.as_os_str(),
-                &TTL,
+                &self.ttl,
                 &attr(&e.attr),
                 Generation(0),
             );
@@ -559,7 +589,7 @@ impl Filesystem for ScopeFs {
             name(name_os).and_then(|n| self.view.create(parent.0, &n, mode, umask, caller(req)));
         match result {
             Ok((e, fh)) => reply.created(
-                &TTL,
+                &self.ttl,
                 &attr(&e.attr),
                 Generation(0),
                 FileHandle(fh),

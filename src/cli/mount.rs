@@ -25,7 +25,7 @@ use crate::fuse::ScopeFs;
 use crate::overlay::Overlay;
 use crate::policy::{Policy, WriteMode};
 use crate::sys::{self, mountinfo};
-use crate::view::{Upper, UpperLimits, View, Writes};
+use crate::view::{CacheMode, Upper, UpperLimits, View, Writes};
 
 /// How long `mount` waits for the daemon to answer before giving up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,6 +55,10 @@ pub struct MountOptions {
     /// Request-serving threads (default: the number of cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: Option<u16>,
+    /// What the kernel may cache: auto (entries and attributes for 1 s, data and listings
+    /// while unchanged), always (for a SOURCE nothing else changes), never.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = CacheMode::Auto)]
+    pub cache: CacheMode,
     /// Internal: run as the detached daemon and report readiness on standard output.
     #[arg(long = "daemon-child", hide = true)]
     pub daemon_child: bool,
@@ -322,8 +326,8 @@ pub fn start(prepared: &Prepared, options: &MountOptions) -> CliResult<Started> 
         }
         None => None,
     };
-    let view = Arc::new(view);
-    let fs = ScopeFs::new(view.clone());
+    let view = Arc::new(view.with_cache(options.cache));
+    let fs = ScopeFs::new(view.clone(), options.cache);
     let session = if sys::euid() == 0 {
         mount_direct(fs, prepared, options)?
     } else {

@@ -31,6 +31,9 @@ pub struct RunCmd {
     /// Request-serving threads (default: the number of cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: Option<u16>,
+    /// What the kernel may cache: auto, always, never (as for `mount`).
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = crate::view::CacheMode::Auto)]
+    pub cache: crate::view::CacheMode,
     /// Mount the view here (an empty directory) instead of a fresh temporary one.
     #[arg(long, value_name = "DIR", conflicts_with = "in_place")]
     pub mountpoint: Option<PathBuf>,
@@ -83,6 +86,7 @@ impl RunCmd {
         let options = MountOptions {
             allow_other: self.allow_other,
             threads: self.threads,
+            cache: self.cache,
             ..MountOptions::default()
         };
         let mut started = mount::start(&prepared, &options)?;

@@ -17,8 +17,8 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -56,10 +56,48 @@ pub struct DirSnapshot {
     /// The directory's own node and its parent, for `.` and `..`.
     pub ino: u64,
     pub parent: u64,
-    pub items: Vec<DirItem>,
-    /// The inode table's generation when the snapshot was taken.
-    generation: u64,
+    path: RelPath,
+    /// The entries and the inode table's generation when they were read: on the first
+    /// `readdir`, since a directory the kernel still has cached is never read at all.
+    items: OnceLock<(Vec<DirItem>, u64)>,
 }
+
+/// How much the kernel may cache (`--cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum CacheMode {
+    /// Entries and attributes for a second, so a change underneath shows within a second;
+    /// file data and directory listings while their mtime, ctime and size stay as they were
+    /// at the last open. Content is still checked against the policy at every open.
+    #[default]
+    Auto,
+    /// For a SOURCE that does not change underneath: entries and attributes for a day, file
+    /// data and listings until a change made through the view or a policy reload.
+    Always,
+    /// Nothing: every lookup and attribute goes to the daemon, data is read afresh.
+    Never,
+}
+
+impl CacheMode {
+    /// How long the kernel may keep entries and attributes.
+    pub fn ttl(self) -> std::time::Duration {
+        match self {
+            CacheMode::Auto => std::time::Duration::from_secs(1),
+            CacheMode::Always => std::time::Duration::from_secs(24 * 3600),
+            CacheMode::Never => std::time::Duration::ZERO,
+        }
+    }
+}
+
+/// What the kernel may keep of an opened file or directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    pub fh: u64,
+    /// The data (or listing) cached from an earlier open is still right.
+    pub keep_cache: bool,
+}
+
+/// The version of a file or directory the kernel's cache was filled from.
+type Version = (std::time::SystemTime, std::time::SystemTime, u64);
 
 /// Where writes go.
 pub enum Writes {
@@ -105,6 +143,9 @@ pub struct View {
     dirs: Mutex<HashMap<u64, Arc<DirSnapshot>>>,
     next_fh: AtomicU64,
     audit: Option<Arc<Audit>>,
+    cache: CacheMode,
+    /// Per node, the version the kernel last cached data or a listing of.
+    versions: Mutex<HashMap<u64, Version>>,
 }
 
 /// Open flags that ask for write access of some kind.
@@ -122,7 +163,27 @@ impl View {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             audit: None,
+            cache: CacheMode::Auto,
+            versions: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Lets the kernel cache as `cache` says.
+    pub fn with_cache(mut self, cache: CacheMode) -> View {
+        self.cache = cache;
+        self
+    }
+
+    /// Whether the kernel may keep what it cached of node `ino` at its last open, now that it
+    /// is at `st`; records `st` as the version cached from now on.
+    fn keep_cache(&self, ino: u64, st: &Stat) -> bool {
+        let version = (st.mtime, st.ctime, st.size);
+        let before = self.versions.lock().insert(ino, version);
+        match self.cache {
+            CacheMode::Never => false,
+            CacheMode::Always => before.is_some(),
+            CacheMode::Auto => before == Some(version),
+        }
     }
 
     /// What the threads serving this view need to reach: SOURCE (to read, or in direct mode to
@@ -315,12 +376,17 @@ impl View {
     /// hidden must disappear at once, not when its cache time runs out.
     pub fn reload(&self, matcher: Arc<Matcher>) -> Vec<(u64, Name)> {
         self.scope.set_matcher(matcher);
+        self.versions.lock().clear();
         self.inodes.read().entries()
     }
 
     /// `forget`: the kernel dropped `n` references to `ino`.
     pub fn forget(&self, ino: u64, n: u64) {
-        self.inodes.write().forget(ino, n);
+        let mut inodes = self.inodes.write();
+        inodes.forget(ino, n);
+        if inodes.path(ino).is_none() {
+            self.versions.lock().remove(&ino);
+        }
     }
 
     /// `getattr`; through the open file `fh` when the kernel names one, so an open file that
@@ -352,8 +418,9 @@ impl View {
 
     /// `open` of a regular file. Write access copies the file up first in overlay mode and is
     /// refused in a read-only view.
-    pub fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
+    pub fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
         let file = if flags & WRITE_FLAGS != 0 {
+            self.versions.lock().remove(&ino);
             self.open_for_write(ino)?
         } else {
             let (path, located) = self.node(ino)?;
@@ -363,14 +430,19 @@ impl View {
             let file = sys::open_regular(self.layer_root(located.layer), &path, false)
                 .map_err(FsError::resolving)?;
             self.read_of(&path);
-            Handle {
+            let keep_cache = self.keep_cache(ino, &sys::fstat(file.as_fd())?);
+            let fh = self.add_handle(Handle {
                 file,
                 node: ino,
                 upper: located.layer == Layer::Upper,
                 path: None,
-            }
+            });
+            return Ok(Opened { fh, keep_cache });
         };
-        Ok(self.add_handle(file))
+        Ok(Opened {
+            fh: self.add_handle(file),
+            keep_cache: false,
+        })
     }
 
     fn add_handle(&self, handle: Handle) -> u64 {
@@ -466,14 +538,13 @@ impl View {
     }
 
     /// `opendir`: snapshots the visible entries.
-    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+    pub fn opendir(&self, ino: u64) -> FsResult<Opened> {
         let (path, located) = self.node(ino)?;
         if located.stat.kind != FileType::Dir {
             return Err(FsError::NotDir);
         }
         self.read_of(&path);
-        let generation = self.inodes.read().generation();
-        let items = self.list(&path, &located)?;
+        let keep_cache = self.keep_cache(ino, &located.stat);
         let parent = self.inodes.read().parent(ino).unwrap_or(ROOT);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.dirs.lock().insert(
@@ -481,11 +552,22 @@ impl View {
             Arc::new(DirSnapshot {
                 ino,
                 parent,
-                items,
-                generation,
+                path,
+                items: OnceLock::new(),
             }),
         );
-        Ok(fh)
+        Ok(Opened { fh, keep_cache })
+    }
+
+    /// The entries of an open directory, read on the first call.
+    pub fn dir_items<'a>(&self, dir: &'a DirSnapshot) -> FsResult<&'a [DirItem]> {
+        if let Some((items, _)) = dir.items.get() {
+            return Ok(items);
+        }
+        let generation = self.inodes.read().generation();
+        let located = self.locate(&dir.path)?;
+        let items = self.list(&dir.path, &located)?;
+        Ok(&dir.items.get_or_init(|| (items, generation)).0)
     }
 
     /// The snapshot of an open directory.
@@ -500,7 +582,8 @@ impl View {
     /// another file.
     pub fn lookup_item(&self, dir: &DirSnapshot, item: &DirItem) -> Option<Entry> {
         let (mut attr, mut layer) = (item.attr, item.layer);
-        if self.inodes.read().generation() != dir.generation {
+        let listed = dir.items.get().map_or(0, |(_, generation)| *generation);
+        if self.inodes.read().generation() != listed {
             let now = self
                 .path(dir.ino)
                 .and_then(|path| self.locate(&path.join(&item.name)))
