@@ -10,7 +10,7 @@
 # - `symlinks = "keep"` because pjdfstest makes symlinks with absolute targets and targets
 #   that do not exist anywhere; the default `contain` refuses those with EACCES by design.
 #
-# Prints `N passed, N failed` (all tests run) on a line of its own, the failures and the pass
+# Prints how many of all tests run passed and failed, the failures and the pass
 # rate. Exits non-zero when a test fails that the expected list does not name (each entry
 # there is a deliberate deviation of SPEC, with its reason), or when the pass rate is below
 # 98%. The rate leaves out the block and character device variants of the tests (`*::block`,
@@ -160,7 +160,7 @@ expected_pattern() {
     return 1
 }
 
-echo "$passed passed, $failed failed"
+echo "pjdfstest ran $((passed + failed)) tests: $passed passed and $failed failed"
 # Why pjdfstest skipped what it skipped, as it says it.
 awk 'NF == 2 && $2 == "skipped" { getline; sub(/^[ \t]+/, ""); n[$0]++ }
     END { for (r in n) printf "  skipped: %d -- %s\n", n[r], r }' "$plain"

@@ -10,4 +10,4 @@ if [[ ! -e /dev/fuse ]]; then
     exit 1
 fi
 
-cargo test --no-fail-fast "$@"
+cargo test --no-fail-fast --tests "$@"
