@@ -17,7 +17,9 @@ use fuser::{
 };
 
 use crate::audit;
+use crate::passthrough::Backings;
 use crate::path::{Name, NameError};
+use crate::policy::WriteMode;
 use crate::sys::write::SetTime;
 use crate::sys::{self, Stat};
 use crate::view::{CacheMode, Caller, Entry, FsError, FsResult, Opened, SetAttr, View};
@@ -31,6 +33,9 @@ pub struct ScopeFs {
     /// How long the kernel may cache entries and attributes before asking again.
     ttl: Duration,
     cache: CacheMode,
+    /// Whether read-only opens are passed through, once the kernel has agreed to it.
+    passthrough: bool,
+    backings: Backings,
 }
 
 impl ScopeFs {
@@ -39,6 +44,8 @@ impl ScopeFs {
             view,
             ttl: cache.ttl(),
             cache,
+            passthrough: false,
+            backings: Backings::default(),
         }
     }
 }
@@ -155,6 +162,12 @@ impl Filesystem for ScopeFs {
         if let Err(missing) = config.add_capabilities(wanted) {
             tracing::debug!(?missing, "kernel lacks some capabilities");
             let _ = config.add_capabilities(wanted & !missing);
+        }
+        // Passthrough needs CAP_SYS_ADMIN and a view nothing writes to.
+        if self.view.write_mode() == WriteMode::Deny && crate::sys::euid() == 0 {
+            self.passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(1).is_ok();
+            tracing::debug!(passthrough = self.passthrough, "read passthrough");
         }
         Ok(())
     }
@@ -315,6 +328,21 @@ impl Filesystem for ScopeFs {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let _request = audit::enter("open", req.pid(), req.uid());
         match self.view.open(ino.0, flags.0) {
+            Ok(o) if self.passthrough => {
+                let backing = self.backings.attach(ino.0, o.fh, || {
+                    let fd = self.view.handle_fd(o.fh).map_err(io::Error::other)?;
+                    reply.open_backing(fd)
+                });
+                match backing {
+                    Ok(backing) => {
+                        reply.opened_passthrough(FileHandle(o.fh), FopenFlags::empty(), &backing)
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no passthrough for this open");
+                        reply.opened(FileHandle(o.fh), self.open_flags(o, false));
+                    }
+                }
+            }
             Ok(o) => reply.opened(FileHandle(o.fh), self.open_flags(o, false)),
             Err(e) => reply.error(fail("open", &e)),
         }
@@ -372,7 +400,7 @@ impl Filesystem for ScopeFs {
     fn release(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
@@ -380,6 +408,7 @@ impl Filesystem for ScopeFs {
         reply: ReplyEmpty,
     ) {
         let _request = audit::enter("release", req.pid(), req.uid());
+        self.backings.release(ino.0, fh.0);
         self.view.release(fh.0);
         reply.ok();
     }

@@ -12,6 +12,7 @@ pub mod confine;
 pub mod error;
 pub mod fuse;
 pub mod overlay;
+pub mod passthrough;
 pub mod path;
 pub mod policy;
 #[allow(unsafe_code)]

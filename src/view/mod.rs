@@ -451,6 +451,11 @@ impl View {
         fh
     }
 
+    /// A new descriptor of the file open as handle `fh`, for the kernel to read it directly.
+    pub fn handle_fd(&self, fh: u64) -> FsResult<OwnedFd> {
+        Ok(self.handle(fh)?.file.as_fd().try_clone_to_owned()?)
+    }
+
     fn handle(&self, fh: u64) -> FsResult<Arc<Handle>> {
         self.files
             .lock()
