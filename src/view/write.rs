@@ -384,6 +384,28 @@ impl View {
         self.upper().map(|u| u.ns.lock())
     }
 
+    /// Makes the new entry `name` of `parent` (at `path` in the directory `dir`) with `make`
+    /// in the writable layer, owned by `caller`: what create, mknod and symlink share.
+    fn make_entry<T>(
+        &self,
+        parent: u64,
+        name: &Name,
+        (dir, path): (&RelPath, &RelPath),
+        caller: Caller,
+        make: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<T>,
+    ) -> FsResult<(Entry, T)> {
+        let _ns = self.lock_ns();
+        let dir_fd = self.writable_dir(dir)?;
+        if let Some(upper) = self.upper() {
+            upper.reserve_files(1)?;
+            self.record(upper, path)?;
+        }
+        let made = make(dir_fd.as_fd()).map_err(io)?;
+        w::chown_at(dir_fd.as_fd(), name, caller.uid, caller.gid).map_err(io)?;
+        self.finish_new(dir_fd.as_fd(), name, path)?;
+        Ok((self.new_entry_reply(parent, name, path)?, made))
+    }
+
     /// `create`: a new regular file, opened for reading and writing.
     pub fn create(
         &self,
@@ -394,17 +416,9 @@ impl View {
         caller: Caller,
     ) -> FsResult<(Entry, u64)> {
         let (dir, path) = self.new_entry(parent, name, Kind::NonDir)?;
-        let _ns = self.lock_ns();
-        let dir_fd = self.writable_dir(&dir)?;
-        if let Some(upper) = self.upper() {
-            upper.reserve_files(1)?;
-            self.record(upper, &path)?;
-        }
-        let fd =
-            w::create_file(dir_fd.as_fd(), name, mode & !umask & 0o7777 & !SETID).map_err(io)?;
-        w::chown_at(dir_fd.as_fd(), name, caller.uid, caller.gid).map_err(io)?;
-        self.finish_new(dir_fd.as_fd(), name, &path)?;
-        let entry = self.new_entry_reply(parent, name, &path)?;
+        let (entry, fd) = self.make_entry(parent, name, (&dir, &path), caller, |dir_fd| {
+            w::create_file(dir_fd, name, mode & !umask & 0o7777 & !SETID)
+        })?;
         let fh = self.add_handle(Handle {
             file: File::from(fd),
             node: entry.ino,
@@ -435,21 +449,10 @@ impl View {
             Kind::NonDir
         };
         let (dir, path) = self.new_entry(parent, name, pkind)?;
-        let _ns = self.lock_ns();
-        let dir_fd = self.writable_dir(&dir)?;
-        if let Some(upper) = self.upper() {
-            upper.reserve_files(1)?;
-            self.record(upper, &path)?;
-        }
-        w::mknod(
-            dir_fd.as_fd(),
-            name,
-            kind | (mode & !umask & 0o7777 & !SETID),
-        )
-        .map_err(io)?;
-        w::chown_at(dir_fd.as_fd(), name, caller.uid, caller.gid).map_err(io)?;
-        self.finish_new(dir_fd.as_fd(), name, &path)?;
-        self.new_entry_reply(parent, name, &path)
+        let made = self.make_entry(parent, name, (&dir, &path), caller, |dir_fd| {
+            w::mknod(dir_fd, name, kind | (mode & !umask & 0o7777 & !SETID))
+        });
+        Ok(made?.0)
     }
 
     /// `mkdir`. In overlay mode the new directory is built in `work/` and renamed in; where
@@ -514,18 +517,16 @@ impl View {
     ) -> FsResult<Entry> {
         let (dir, path) = self.new_entry(parent, name, Kind::NonDir)?;
         if !self.scope.symlink_allowed(&path, target) {
-            return Err(FsError::Access);
+            return Err(self.refuse(
+                &path,
+                FsError::Access,
+                "symlinks: the target would not be in the view",
+            ));
         }
-        let _ns = self.lock_ns();
-        let dir_fd = self.writable_dir(&dir)?;
-        if let Some(upper) = self.upper() {
-            upper.reserve_files(1)?;
-            self.record(upper, &path)?;
-        }
-        w::symlink(target, dir_fd.as_fd(), name).map_err(io)?;
-        w::chown_at(dir_fd.as_fd(), name, caller.uid, caller.gid).map_err(io)?;
-        self.finish_new(dir_fd.as_fd(), name, &path)?;
-        self.new_entry_reply(parent, name, &path)
+        let made = self.make_entry(parent, name, (&dir, &path), caller, |dir_fd| {
+            w::symlink(target, dir_fd, name)
+        });
+        Ok(made?.0)
     }
 
     /// `link`: a new name for a visible non-directory.
