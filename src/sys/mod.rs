@@ -407,21 +407,12 @@ pub fn open_regular(root: BorrowedFd<'_>, rel: &RelPath, write: bool) -> io::Res
     Ok(File::from(fd))
 }
 
-/// The value of the extended attribute `name` of the file open at `fd`.
-pub fn getxattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
-    let c = cstring(name)?;
+/// Calls `fill` with a growing buffer until what it returns fits (xattr calls answer
+/// `ERANGE` when the buffer is too small); values are at most 64 KiB on Linux.
+fn read_growing(mut fill: impl FnMut(&mut [u8]) -> libc::ssize_t) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 4096];
     loop {
-        // SAFETY: `c` is a valid C string; `buf` is writable for `buf.len()` bytes.
-        let ret = unsafe {
-            libc::fgetxattr(
-                fd.as_raw_fd(),
-                c.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        match check_size(ret) {
+        match check_size(fill(&mut buf)) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(buf);
@@ -434,23 +425,28 @@ pub fn getxattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
     }
 }
 
+/// The value of the extended attribute `name` of the file open at `fd`.
+pub fn getxattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
+    let c = cstring(name)?;
+    read_growing(|buf| {
+        // SAFETY: `c` is a valid C string; `buf` is writable for `buf.len()` bytes.
+        unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                c.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        }
+    })
+}
+
 /// The NUL-separated list of extended attribute names of the file open at `fd`.
 pub fn listxattr(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 4096];
-    loop {
+    read_growing(|buf| {
         // SAFETY: `buf` is writable for `buf.len()` bytes.
-        let ret = unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        match check_size(ret) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ERANGE) && buf.len() < 65536 * 4 => {
-                buf.resize(buf.len() * 4, 0);
-            }
-            Err(e) => return Err(e),
-        }
-    }
+        unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }
+    })
 }
 
 /// File system statistics of the file system holding `fd`.
