@@ -64,8 +64,21 @@ impl View {
         }
     }
 
-    /// Whether the policy lets `path` (of `kind`) change; the refusal names the rule.
+    /// Whether the policy lets `path` (of `kind`) change; the refusal names the rule. In
+    /// overlay mode nothing at or beneath a SOURCE name `.wh.*` can change: its copy in
+    /// `upper/` would read as a whiteout.
     fn check_policy_writable(&self, path: &RelPath, kind: Kind) -> FsResult<()> {
+        if self.upper().is_some()
+            && path
+                .components()
+                .any(|c| c.starts_with(crate::overlay::WHITEOUT_PREFIX))
+        {
+            return Err(self.refuse(
+                path,
+                FsError::Access,
+                "names .wh.* are reserved for the overlay",
+            ));
+        }
         match self.scope.matcher().writable(path, kind) {
             Writability::Writable(_) => Ok(()),
             Writability::NotWritable => {

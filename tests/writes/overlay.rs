@@ -350,3 +350,45 @@ fn an_overlay_made_for_another_source_is_refused() {
         "upper/ after the refused mount",
     );
 }
+
+#[test]
+fn source_names_like_whiteouts_cannot_be_changed_in_an_overlay() {
+    let r = basic_rig(Mode::Overlay);
+    let s = &r.scene;
+    s.file_with("w/.wh.foo", b"looks like a whiteout\n");
+    s.file("w/foo");
+    s.file("w/.wh.d/x.txt");
+    let before = tree_digest(&s.src);
+    let m = r.mount(&basic_args(&r));
+    // Both are shown; writing either would put a whiteout-shaped name into upper/.
+    assert_eq!(
+        fs::read(m.m("w/.wh.foo")).unwrap(),
+        b"looks like a whiteout\n"
+    );
+    assert_errno(
+        fs::OpenOptions::new().append(true).open(m.m("w/.wh.foo")),
+        libc::EACCES,
+        "open w/.wh.foo for writing",
+    );
+    assert_errno(
+        fs::remove_file(m.m("w/.wh.foo")),
+        libc::EACCES,
+        "unlink w/.wh.foo",
+    );
+    assert_errno(
+        fs::write(m.m("w/.wh.d/new.txt"), b"x"),
+        libc::EACCES,
+        "create inside w/.wh.d",
+    );
+    assert!(exists(&m.m("w/foo")), "w/foo is still there");
+    drop(m);
+    assert_same_tree(
+        &before,
+        &tree_digest(&s.src),
+        "overlay with .wh.* names in SOURCE",
+    );
+    assert!(
+        !r.overlay().join("upper/w/.wh.foo").exists(),
+        "nothing whiteout-shaped was written to upper/"
+    );
+}
