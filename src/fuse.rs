@@ -506,7 +506,7 @@ impl Filesystem for ScopeFs {
         let skip = (offset as usize).saturating_sub(2);
         let items = match self.view.dir_items(&dir) {
             Ok(items) => items,
-            Err(e) => return reply.error(fail("readdir", &e)),
+            Err(e) => return reply.error(fail("readdirplus", &e)),
         };
         for (i, item) in items.iter().enumerate().skip(skip) {
             // An entry removed since the snapshot is left out.
