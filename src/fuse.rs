@@ -140,7 +140,10 @@ impl ScopeFs {
     /// What the kernel may keep of an open file or directory.
     fn open_flags(&self, opened: Opened, dir: bool) -> FopenFlags {
         let mut flags = FopenFlags::empty();
-        if self.cache != CacheMode::Never && dir {
+        // A cached listing pays off only when the entries stay cached too: with short entry
+        // times, a fresh readdirplus revalidates a whole directory in a few requests, where
+        // a cached listing leaves one lookup per name to do.
+        if self.cache == CacheMode::Always && dir {
             flags |= FopenFlags::FOPEN_CACHE_DIR;
         }
         if opened.keep_cache {
