@@ -211,7 +211,7 @@ fn print_summary(dir: &Path) {
     let listed = crate::overlay::Overlay::open_for_review(dir, false)
         .map_err(|e| e.to_string())
         .and_then(|overlay| {
-            let lower = sys::open_root(overlay.source()).map_err(|e| e.to_string())?;
+            let lower = super::diff::open_source(&overlay).map_err(|e| e.to_string())?;
             crate::overlay::changes::list(&overlay, std::os::fd::AsFd::as_fd(&lower))
                 .map_err(|e| e.to_string())
         });
@@ -219,17 +219,8 @@ fn print_summary(dir: &Path) {
         Ok(changes) if changes.is_empty() => eprintln!("scopefs: no changes"),
         Ok(changes) => {
             eprintln!("scopefs: {} change(s) in the overlay:", changes.len());
-            for change in changes {
-                let flag = if change.is_sensitive() {
-                    format!("  (sensitive: {})", change.sensitive.join(", "))
-                } else {
-                    String::new()
-                };
-                eprintln!(
-                    "{} {}{flag}",
-                    change.op,
-                    crate::overlay::changes::quote(&change.path)
-                );
+            for change in &changes {
+                eprintln!("{}", super::diff::line(change));
             }
         }
         Err(e) => eprintln!("scopefs: cannot list the overlay's changes: {e}"),

@@ -261,21 +261,23 @@ impl Applier<'_> {
         Ok((fd, name))
     }
 
+    /// The attributes of the overlay's entry at `path` (whose last component is `name`).
+    fn upper_stat(&self, path: &RelPath, name: &Name) -> io::Result<sys::Stat> {
+        let parent = sys::resolve(
+            self.overlay.upper(),
+            &path.parent().unwrap_or_default(),
+            Open::Path,
+        )?;
+        sys::stat_at(parent.as_fd(), name)
+    }
+
     fn apply(&mut self, change: &Change) -> io::Result<()> {
         let (dir, name) = self.parent(&change.path)?;
         let dir = dir.as_fd();
         match change.op {
             Op::Delete => remove_tree_at(dir, &name)?,
             Op::Add | Op::Modify | Op::TypeChange => {
-                let up = sys::stat_at(
-                    sys::resolve(
-                        self.overlay.upper(),
-                        &change.path.parent().unwrap_or_default(),
-                        Open::Path,
-                    )?
-                    .as_fd(),
-                    &name,
-                )?;
+                let up = self.upper_stat(&change.path, &name)?;
                 match up.kind {
                     FileType::File => self.write_file(dir, &name, &change.path, &up)?,
                     FileType::Symlink => self.write_symlink(dir, &name, &change.path, &up)?,
@@ -359,15 +361,7 @@ impl Applier<'_> {
     /// read-only directory can still be filled).
     fn finish_dir(&self, change: &Change) -> io::Result<()> {
         let (dir, name) = self.parent(&change.path)?;
-        let up = sys::stat_at(
-            sys::resolve(
-                self.overlay.upper(),
-                &change.path.parent().unwrap_or_default(),
-                Open::Path,
-            )?
-            .as_fd(),
-            &name,
-        )?;
+        let up = self.upper_stat(&change.path, &name)?;
         let fd = sys::open_child_dir(dir.as_fd(), &name)?;
         File::from(fd).set_permissions(Permissions::from_mode(up.perm & 0o1777))
     }
