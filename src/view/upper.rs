@@ -38,6 +38,17 @@ pub struct Upper {
     seq: AtomicU64,
 }
 
+/// Adds `delta` to a usage counter, never below zero.
+fn add_signed(counter: &AtomicU64, delta: i64) {
+    if delta >= 0 {
+        counter.fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
+    } else {
+        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n.saturating_sub(delta.unsigned_abs()))
+        });
+    }
+}
+
 /// Whether `path` or one of its ancestors is in `set`.
 fn self_or_ancestor_in(set: &HashSet<RelPath>, path: &RelPath) -> bool {
     if set.is_empty() {
@@ -180,29 +191,11 @@ impl Upper {
 
     /// Counts bytes added (or, negative, freed) in `upper/`.
     pub fn add_bytes(&self, delta: i64) {
-        if delta >= 0 {
-            self.bytes
-                .fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
-        } else {
-            let _ = self
-                .bytes
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                    Some(b.saturating_sub(delta.unsigned_abs()))
-                });
-        }
+        add_signed(&self.bytes, delta);
     }
 
     fn add_files(&self, delta: i64) {
-        if delta >= 0 {
-            self.files
-                .fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
-        } else {
-            let _ = self
-                .files
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
-                    Some(f.saturating_sub(delta.unsigned_abs()))
-                });
-        }
+        add_signed(&self.files, delta);
     }
 
     /// `path` now lives in `upper/` (its whiteout, if any, is gone).
