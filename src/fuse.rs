@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -22,7 +22,9 @@ use crate::path::{Name, NameError};
 use crate::policy::WriteMode;
 use crate::sys::write::SetTime;
 use crate::sys::{self, Stat};
-use crate::view::{CacheMode, Caller, Entry, FsError, FsResult, Opened, SetAttr, View};
+use crate::view::{
+    CacheMode, Caller, DirSnapshot, Entry, FsError, FsResult, Opened, SetAttr, View,
+};
 
 /// Synthetic inode counts for `statfs`: the real ones would count hidden files.
 const STATFS_FILES: u64 = 1 << 32;
@@ -30,22 +32,71 @@ const STATFS_FILES: u64 = 1 << 32;
 /// The fuser file system: a [`View`] behind the kernel protocol.
 pub struct ScopeFs {
     view: Arc<View>,
-    /// How long the kernel may cache entries and attributes before asking again.
-    ttl: Duration,
     cache: CacheMode,
     /// Whether read-only opens are passed through, once the kernel has agreed to it.
     passthrough: bool,
     backings: Backings,
+    /// Whether `open` and `opendir` are answered with `ENOSYS`, so the kernel stops sending
+    /// them: each file read it cannot serve from its cache is then decided by `read` alone.
+    no_open: bool,
 }
 
 impl ScopeFs {
     pub fn new(view: Arc<View>, cache: CacheMode) -> Self {
         ScopeFs {
             view,
-            ttl: cache.ttl(),
             cache,
             passthrough: false,
             backings: Backings::default(),
+            no_open: false,
+        }
+    }
+
+    /// For a view the kernel mounts read-only (so it refuses every write open itself), with
+    /// kernel caching on: skip the open and release round trips of every file and directory.
+    /// Reads then carry no handle and the kernel keeps data and listings as `open` would let
+    /// it (`FOPEN_KEEP_CACHE`, `FOPEN_CACHE_DIR`), dropping them when a file's mtime or size
+    /// is seen to change or a notification says so.
+    pub fn without_opens(mut self, read_only_mount: bool) -> Self {
+        self.no_open = read_only_mount
+            && self.cache != CacheMode::Never
+            && self.view.write_mode() == WriteMode::Deny;
+        self
+    }
+
+    /// The kernel reached the end of a listing it read without an open handle.
+    fn listing_read(&self, fh: FileHandle, ino: INodeNo) {
+        if self.no_open && fh.0 == 0 {
+            self.view.listing_done(ino.0);
+        }
+    }
+
+    /// How long the kernel may keep node `ino` of kind `kind`, an entry of `parent` when known:
+    /// in `auto`, long only while watches see every change to it.
+    fn ttl(&self, parent: Option<u64>, ino: u64, kind: sys::FileType) -> Duration {
+        if self.cache == CacheMode::Auto
+            && self.view.lasting(parent, ino, kind == sys::FileType::Dir)
+        {
+            CacheMode::WATCHED_TTL
+        } else {
+            self.cache.ttl()
+        }
+    }
+
+    /// `ttl` for a new entry of `parent`.
+    fn with_ttl(&self, parent: INodeNo, result: FsResult<Entry>) -> FsResult<(Entry, Duration)> {
+        result.map(|e| {
+            let ttl = self.ttl(Some(parent.0), e.ino, e.attr.kind);
+            (e, ttl)
+        })
+    }
+
+    /// The listing `readdir` reads: the open directory's, or without opens the node's own.
+    fn listing(&self, ino: INodeNo, fh: FileHandle, offset: u64) -> FsResult<Arc<DirSnapshot>> {
+        if self.no_open && fh.0 == 0 {
+            self.view.listing(ino.0, offset)
+        } else {
+            self.view.dir(fh.0)
         }
     }
 }
@@ -89,6 +140,27 @@ fn attr(st: &Stat) -> FileAttr {
     }
 }
 
+/// The attributes of a negative entry: node 0 tells the kernel the name does not exist.
+fn absent() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
+    }
+}
+
 /// Logs a failed request at the level it deserves and turns it into an errno.
 fn fail(op: &str, err: &FsError) -> Errno {
     let errno = err.errno();
@@ -99,9 +171,9 @@ fn fail(op: &str, err: &FsError) -> Errno {
     Errno::from_i32(errno)
 }
 
-fn entry(reply: ReplyEntry, result: FsResult<Entry>, ttl: Duration, op: &str) {
+fn entry(reply: ReplyEntry, result: FsResult<(Entry, Duration)>, op: &str) {
     match result {
-        Ok(e) => reply.entry(&ttl, &attr(&e.attr), Generation(0)),
+        Ok((e, ttl)) => reply.entry(&ttl, &attr(&e.attr), Generation(0)),
         Err(e) => reply.error(fail(op, &e)),
     }
 }
@@ -138,12 +210,17 @@ fn set_time(t: TimeOrNow) -> SetTime {
 
 impl ScopeFs {
     /// What the kernel may keep of an open file or directory.
-    fn open_flags(&self, opened: Opened, dir: bool) -> FopenFlags {
+    fn open_flags(&self, ino: INodeNo, opened: Opened, dir: bool) -> FopenFlags {
         let mut flags = FopenFlags::empty();
         // A cached listing pays off only when the entries stay cached too: with short entry
         // times, a fresh readdirplus revalidates a whole directory in a few requests, where
         // a cached listing leaves one lookup per name to do.
-        if self.cache == CacheMode::Always && dir {
+        let lasting = match self.cache {
+            CacheMode::Always => true,
+            CacheMode::Auto => self.view.is_watched(ino.0),
+            CacheMode::Never => false,
+        };
+        if lasting && dir {
             flags |= FopenFlags::FOPEN_CACHE_DIR;
         }
         if opened.keep_cache {
@@ -177,8 +254,22 @@ impl Filesystem for ScopeFs {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEntry) {
         let _request = audit::enter("lookup", req.pid(), req.uid());
-        let result = name(name_os).and_then(|n| self.view.lookup(parent.0, &n));
-        entry(reply, result, self.ttl, "lookup");
+        let name = match name(name_os) {
+            Ok(n) => n,
+            Err(e) => return reply.error(fail("lookup", &e)),
+        };
+        match self.view.lookup(parent.0, &name) {
+            Err(FsError::NotFound) if self.view.absence_cacheable(parent.0, &name) => {
+                // Node 0: the kernel caches the absence like an entry, so probes for files
+                // that are not there (.gitignore in every directory) stop costing a request.
+                let ttl = match self.cache {
+                    CacheMode::Auto if self.view.is_watched(parent.0) => CacheMode::WATCHED_TTL,
+                    cache => cache.ttl(),
+                };
+                reply.entry(&ttl, &absent(), Generation(0));
+            }
+            result => entry(reply, self.with_ttl(parent, result), "lookup"),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -188,7 +279,7 @@ impl Filesystem for ScopeFs {
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let _request = audit::enter("getattr", req.pid(), req.uid());
         match self.view.getattr(ino.0, fh.map(|fh| fh.0)) {
-            Ok(st) => reply.attr(&self.ttl, &attr(&st)),
+            Ok(st) => reply.attr(&self.ttl(None, ino.0, st.kind), &attr(&st)),
             Err(e) => reply.error(fail("getattr", &e)),
         }
     }
@@ -224,7 +315,7 @@ impl Filesystem for ScopeFs {
             .view
             .setattr(ino.0, set, fh.map(|fh| fh.0), caller(req))
         {
-            Ok(st) => reply.attr(&self.ttl, &attr(&st)),
+            Ok(st) => reply.attr(&self.ttl(None, ino.0, st.kind), &attr(&st)),
             Err(e) => reply.error(fail("setattr", &e)),
         }
     }
@@ -250,7 +341,7 @@ impl Filesystem for ScopeFs {
         let _request = audit::enter("mknod", req.pid(), req.uid());
         let result =
             name(name_os).and_then(|n| self.view.mknod(parent.0, &n, mode, umask, caller(req)));
-        entry(reply, result, self.ttl, "mknod");
+        entry(reply, self.with_ttl(parent, result), "mknod");
     }
 
     fn mkdir(
@@ -265,7 +356,7 @@ impl Filesystem for ScopeFs {
         let _request = audit::enter("mkdir", req.pid(), req.uid());
         let result =
             name(name_os).and_then(|n| self.view.mkdir(parent.0, &n, mode, umask, caller(req)));
-        entry(reply, result, self.ttl, "mkdir");
+        entry(reply, self.with_ttl(parent, result), "mkdir");
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEmpty) {
@@ -293,7 +384,7 @@ impl Filesystem for ScopeFs {
             self.view
                 .symlink(parent.0, &n, target.as_os_str().as_bytes(), caller(req))
         });
-        entry(reply, result, self.ttl, "symlink");
+        entry(reply, self.with_ttl(parent, result), "symlink");
     }
 
     fn rename(
@@ -325,11 +416,15 @@ impl Filesystem for ScopeFs {
     ) {
         let _request = audit::enter("link", req.pid(), req.uid());
         let result = name(newname).and_then(|n| self.view.link(ino.0, newparent.0, &n));
-        entry(reply, result, self.ttl, "link");
+        entry(reply, self.with_ttl(newparent, result), "link");
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let _request = audit::enter("open", req.pid(), req.uid());
+        if self.no_open {
+            // Not a failure: the kernel treats ENOSYS as "open needs no daemon" from now on.
+            return reply.error(Errno::ENOSYS);
+        }
         match self.view.open(ino.0, flags.0) {
             Ok(o) if self.passthrough => {
                 let backing = self.backings.attach(ino.0, o.fh, || {
@@ -342,11 +437,11 @@ impl Filesystem for ScopeFs {
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "no passthrough for this open");
-                        reply.opened(FileHandle(o.fh), self.open_flags(o, false));
+                        reply.opened(FileHandle(o.fh), self.open_flags(ino, o, false));
                     }
                 }
             }
-            Ok(o) => reply.opened(FileHandle(o.fh), self.open_flags(o, false)),
+            Ok(o) => reply.opened(FileHandle(o.fh), self.open_flags(ino, o, false)),
             Err(e) => reply.error(fail("open", &e)),
         }
     }
@@ -354,7 +449,7 @@ impl Filesystem for ScopeFs {
     fn read(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -363,7 +458,12 @@ impl Filesystem for ScopeFs {
         reply: ReplyData,
     ) {
         let _request = audit::enter("read", req.pid(), req.uid());
-        match self.view.read(fh.0, offset, size) {
+        let result = if self.no_open && fh.0 == 0 {
+            self.view.read_node(ino.0, offset, size)
+        } else {
+            self.view.read(fh.0, offset, size)
+        };
+        match result {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(fail("read", &e)),
         }
@@ -386,18 +486,6 @@ impl Filesystem for ScopeFs {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(fail("write", &e)),
         }
-    }
-
-    fn flush(
-        &self,
-        req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        let _request = audit::enter("flush", req.pid(), req.uid());
-        reply.ok();
     }
 
     fn release(
@@ -430,8 +518,11 @@ impl Filesystem for ScopeFs {
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let _request = audit::enter("opendir", req.pid(), req.uid());
+        if self.no_open {
+            return reply.error(Errno::ENOSYS);
+        }
         match self.view.opendir(ino.0) {
-            Ok(o) => reply.opened(FileHandle(o.fh), self.open_flags(o, true)),
+            Ok(o) => reply.opened(FileHandle(o.fh), self.open_flags(ino, o, true)),
             Err(e) => reply.error(fail("opendir", &e)),
         }
     }
@@ -439,13 +530,13 @@ impl Filesystem for ScopeFs {
     fn readdir(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         let _request = audit::enter("readdir", req.pid(), req.uid());
-        let dir = match self.view.dir(fh.0) {
+        let dir = match self.listing(ino, fh, offset) {
             Ok(dir) => dir,
             Err(e) => return reply.error(fail("readdir", &e)),
         };
@@ -461,6 +552,9 @@ impl Filesystem for ScopeFs {
             Ok(items) => items,
             Err(e) => return reply.error(fail("readdir", &e)),
         };
+        if skip >= items.len() {
+            self.listing_read(fh, ino);
+        }
         for (i, item) in items.iter().enumerate().skip(skip) {
             // The kernel ignores the inode number here; readdirplus or lookup gives the real one.
             let full = reply.add(
@@ -479,13 +573,13 @@ impl Filesystem for ScopeFs {
     fn readdirplus(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         let _request = audit::enter("readdirplus", req.pid(), req.uid());
-        let dir = match self.view.dir(fh.0) {
+        let dir = match self.listing(ino, fh, offset) {
             Ok(dir) => dir,
             Err(e) => return reply.error(fail("readdirplus", &e)),
         };
@@ -499,7 +593,7 @@ impl Filesystem for ScopeFs {
                 INodeNo(*ino),
                 i as u64 + 1,
                 dot,
-                &self.ttl,
+                &self.cache.ttl(),
                 &attr(&st),
                 Generation(0),
             ) {
@@ -511,6 +605,9 @@ impl Filesystem for ScopeFs {
             Ok(items) => items,
             Err(e) => return reply.error(fail("readdirplus", &e)),
         };
+        if skip >= items.len() {
+            self.listing_read(fh, ino);
+        }
         for (i, item) in items.iter().enumerate().skip(skip) {
             // An entry removed since the snapshot is left out.
             let Some(e) = self.view.lookup_item(&dir, item) else {
@@ -520,7 +617,7 @@ impl Filesystem for ScopeFs {
                 INodeNo(e.ino),
                 i as u64 + 3,
                 item.name.as_os_str(),
-                &self.ttl,
+                &self.ttl(Some(dir.ino), e.ino, e.attr.kind),
                 &attr(&e.attr),
                 Generation(0),
             );
@@ -621,7 +718,7 @@ impl Filesystem for ScopeFs {
             name(name_os).and_then(|n| self.view.create(parent.0, &n, mode, umask, caller(req)));
         match result {
             Ok((e, fh)) => reply.created(
-                &self.ttl,
+                &self.ttl(Some(parent.0), e.ino, e.attr.kind),
                 &attr(&e.attr),
                 Generation(0),
                 FileHandle(fh),
@@ -682,4 +779,95 @@ impl Filesystem for ScopeFs {
         // checks.
         reply.error(Errno::from_i32(libc::ENOSYS));
     }
+}
+
+/// Tells the kernel of every change the view's watches report, so that what it caches for
+/// long never outlives a change made underneath. Returns when the view is gone; if events
+/// can no longer be read, the watches are given up (short cache times from then on) and the
+/// kernel forgets everything it cached.
+pub fn follow_changes(mut inotify: inotify::Inotify, view: Weak<View>, notifier: fuser::Notifier) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let events = match inotify.read_events_blocking(&mut buffer) {
+            Ok(events) => events,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read changes under SOURCE; caching briefly from now on");
+                if let Some(view) = view.upgrade() {
+                    view.abandon_watches();
+                    forget_everything(&view, &notifier);
+                }
+                return;
+            }
+        };
+        let Some(view) = view.upgrade() else {
+            return;
+        };
+        for event in events {
+            changed(&view, &notifier, &event);
+        }
+    }
+}
+
+/// One reported change. Notifications about what the kernel does not hold fail with ENOENT,
+/// which is ignored.
+fn changed(view: &View, notifier: &fuser::Notifier, event: &inotify::Event<&OsStr>) {
+    use inotify::EventMask;
+    if event.mask.contains(EventMask::Q_OVERFLOW) {
+        tracing::info!(
+            "changes under SOURCE came too fast to follow; the kernel forgets its cache"
+        );
+        forget_everything(view, notifier);
+        return;
+    }
+    let id = event.wd.get_watch_descriptor_id();
+    let dirs = view.watched_nodes(id);
+    if event.mask.contains(EventMask::IGNORED) {
+        view.watch_ended(id);
+    }
+    let renamed = EventMask::CREATE
+        | EventMask::DELETE
+        | EventMask::MOVED_FROM
+        | EventMask::MOVED_TO
+        | EventMask::IGNORED;
+    for dir in dirs {
+        let child = event.name.and_then(|n| Name::from_os(n).ok());
+        match child {
+            _ if event.mask.intersects(renamed) => {
+                if let Some(name) = &child {
+                    let _ = notifier.inval_entry(INodeNo(dir), name.as_os_str());
+                }
+                // Its attributes and cached listing.
+                let _ = notifier.inval_inode(INodeNo(dir), 0, 0);
+            }
+            None => {
+                let _ = notifier.inval_inode(INodeNo(dir), -1, 0);
+            }
+            Some(name) => {
+                if let Some(node) = view.child(dir, &name) {
+                    // Data too when it was written; attributes alone otherwise.
+                    let offset = if event.mask.contains(EventMask::MODIFY) {
+                        0
+                    } else {
+                        -1
+                    };
+                    let _ = notifier.inval_inode(INodeNo(node), offset, 0);
+                }
+            }
+        }
+    }
+}
+
+/// Makes the kernel forget every entry it may have cached, present or absent, and the
+/// attributes, data and listings of every node it holds. Returns how many entries it was told of.
+pub fn forget_everything(view: &View, notifier: &fuser::Notifier) -> usize {
+    let names = view.cached_names();
+    for (parent, name) in &names {
+        // ENOENT only means the kernel had already dropped it.
+        let _ = notifier.inval_entry(INodeNo(*parent), name.as_os_str());
+    }
+    for node in view.nodes() {
+        let _ = notifier.inval_inode(INodeNo(node), 0, 0);
+    }
+    names.len()
 }

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionACL};
+use fuser::{Config, MountOption, Notifier, Session, SessionACL};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -25,7 +25,7 @@ use crate::fuse::ScopeFs;
 use crate::overlay::Overlay;
 use crate::policy::{Policy, WriteMode};
 use crate::sys::{self, mountinfo};
-use crate::view::{CacheMode, Upper, UpperLimits, View, Writes};
+use crate::view::{CacheMode, Upper, UpperLimits, View, Watches, Writes};
 
 /// How long `mount` waits for the daemon to answer before giving up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -295,6 +295,26 @@ pub struct Started {
     pub view: Arc<View>,
     /// The audit log, to close (and flush) once the session has ended.
     pub audit: Option<Arc<Audit>>,
+    /// The events of the view's watches, for [`crate::fuse::follow_changes`].
+    pub changes: Option<inotify::Inotify>,
+}
+
+impl Started {
+    /// Follows changes under SOURCE on a thread of its own (which inherits the calling
+    /// thread's confinement), for as long as the view lives.
+    pub fn follow_changes(changes: Option<inotify::Inotify>, view: &Arc<View>, notifier: Notifier) {
+        let Some(changes) = changes else {
+            return;
+        };
+        let view = Arc::downgrade(view);
+        let spawned = std::thread::Builder::new()
+            .name("scopefs-changes".into())
+            .spawn(move || crate::fuse::follow_changes(changes, view, notifier));
+        if let Err(e) = spawned {
+            // Without the thread the watches' events go unread: never rely on them.
+            tracing::error!(error = %e, "cannot follow changes under SOURCE");
+        }
+    }
 }
 
 /// Compiles the policy, opens SOURCE (and the overlay), and mounts the view at MOUNTPOINT.
@@ -326,8 +346,18 @@ pub fn start(prepared: &Prepared, options: &MountOptions) -> CliResult<Started> 
         }
         None => None,
     };
+    let mut changes = None;
+    if options.cache == CacheMode::Auto && Watches::local(view.scope().root()) {
+        match Watches::new() {
+            Ok((watches, events)) => {
+                view = view.with_watches(watches);
+                changes = Some(events);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch SOURCE; caching briefly"),
+        }
+    }
     let view = Arc::new(view.with_cache(options.cache));
-    let fs = ScopeFs::new(view.clone(), options.cache);
+    let fs = ScopeFs::new(view.clone(), options.cache).without_opens(read_only(&prepared.policy));
     let session = if sys::euid() == 0 {
         mount_direct(fs, prepared, options)?
     } else {
@@ -350,6 +380,7 @@ pub fn start(prepared: &Prepared, options: &MountOptions) -> CliResult<Started> 
         session,
         view,
         audit,
+        changes,
     })
 }
 
@@ -381,6 +412,7 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
         mut session,
         view,
         audit,
+        changes,
     } = match start(&prepared, options) {
         Ok(s) => s,
         Err(e) => return report(e),
@@ -413,6 +445,7 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
         std::thread::spawn(move || announce_ready(&mountpoint));
     }
     crate::confine::restrict_thread_or_warn(&view.confinement());
+    Started::follow_changes(changes, &view, session.notifier());
     let served = session
         .run()
         .map_err(|e| CliError::runtime(format!("the file system stopped: {e}")));
@@ -448,12 +481,9 @@ pub fn reload(view: &View, notifier: &Notifier, args: &PolicyArgs, write_mode: W
         tracing::error!("policy reload refused: the write mode changed");
         return;
     }
-    let entries = view.reload(Arc::new(matcher));
-    for (parent, name) in &entries {
-        // ENOENT only means the kernel had already dropped it.
-        let _ = notifier.inval_entry(INodeNo(*parent), name.as_os_str());
-    }
-    tracing::info!(entries = entries.len(), "policy reloaded");
+    view.reload(Arc::new(matcher));
+    let entries = crate::fuse::forget_everything(view, notifier);
+    tracing::info!(entries, "policy reloaded");
 }
 
 /// The writable layer the policy asks for; in overlay mode this opens and locks OVERLAY.

@@ -96,12 +96,15 @@ impl RunCmd {
         let started_audit = started.audit;
         let session = started.session;
         let serving = view.clone();
+        let changes = started.changes;
+        let changes_notifier = session.notifier();
         // Only the serving threads are confined: this thread must still start the command
         // (which inherits nothing of it) and unmount.
         let background = std::thread::Builder::new()
             .name("scopefs-session".into())
             .spawn(move || {
                 crate::confine::restrict_thread_or_warn(&serving.confinement());
+                mount::Started::follow_changes(changes, &serving, changes_notifier);
                 drop(serving);
                 session.run()
             })

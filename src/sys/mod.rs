@@ -475,6 +475,17 @@ pub fn statvfs(fd: BorrowedFd<'_>) -> io::Result<FsStat> {
     })
 }
 
+/// The `f_type` magic number of the file system a descriptor is on (`fstatfs`).
+pub fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<i64> {
+    let mut st = MaybeUninit::<libc::statfs64>::uninit();
+    // SAFETY: `st` is a writable buffer of the right type.
+    check(unsafe { libc::fstatfs64(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstatfs64 succeeded, so the buffer is initialised.
+    let st = unsafe { st.assume_init_ref() };
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between architectures
+    Ok(st.f_type as i64)
+}
+
 /// How to mount a FUSE file system.
 #[derive(Debug, Clone)]
 pub struct FuseMountOptions {

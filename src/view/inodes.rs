@@ -218,6 +218,16 @@ impl Inodes {
         self.generation
     }
 
+    /// Every node the kernel holds.
+    pub fn nodes(&self) -> Vec<u64> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// The node of entry `name` of `parent`, if the kernel holds one.
+    pub fn child(&self, parent: u64, name: &Name) -> Option<u64> {
+        self.by_name.get(&(parent, name.clone())).copied()
+    }
+
     /// Every entry the kernel holds a node for, as (parent, name).
     pub fn entries(&self) -> Vec<(u64, Name)> {
         self.by_name.keys().cloned().collect()

@@ -9,6 +9,7 @@ mod error;
 mod inodes;
 mod scope;
 mod upper;
+mod watch;
 mod write;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ pub use error::{FsError, FsResult};
 pub use inodes::ROOT;
 pub use scope::{Found, HiddenReason, Judged, Scope, Verdict};
 pub use upper::{Upper, UpperLimits};
+pub use watch::Watches;
 pub use write::{Caller, SetAttr};
 
 use crate::audit::Audit;
@@ -78,7 +80,12 @@ pub enum CacheMode {
 }
 
 impl CacheMode {
-    /// How long the kernel may keep entries and attributes.
+    /// In `auto`, how long the kernel may keep what watches cover: changes are told to it at
+    /// once, so this bounds only what inotify cannot see (writes through a shared mapping, or
+    /// through a hard link in a directory the view does not hold).
+    pub const WATCHED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// How long the kernel may keep entries and attributes no watch covers.
     pub fn ttl(self) -> std::time::Duration {
         match self {
             CacheMode::Auto => std::time::Duration::from_secs(1),
@@ -141,11 +148,28 @@ pub struct View {
     inodes: RwLock<Inodes>,
     files: Mutex<HashMap<u64, Arc<Handle>>>,
     dirs: Mutex<HashMap<u64, Arc<DirSnapshot>>>,
+    /// Listings being read without an open handle (the kernel stopped sending `opendir`),
+    /// by directory node; each is dropped when its last, empty part has been read.
+    listings: Mutex<HashMap<u64, Arc<DirSnapshot>>>,
     next_fh: AtomicU64,
     audit: Option<Arc<Audit>>,
     cache: CacheMode,
     /// Per node, the version the kernel last cached data or a listing of.
     versions: Mutex<HashMap<u64, Version>>,
+    /// Names the kernel was told are absent and may cache as such, by parent node, so a
+    /// policy reload can make it forget them; at most [`MAX_NEGATIVES`].
+    negatives: Mutex<Negatives>,
+    /// inotify watches on the SOURCE directories the kernel holds (`--cache auto`).
+    watches: Option<Watches>,
+}
+
+/// How many absent names the kernel may cache at once; past this, absences are not cached.
+const MAX_NEGATIVES: usize = 100_000;
+
+#[derive(Default)]
+struct Negatives {
+    by_parent: HashMap<u64, HashSet<Name>>,
+    count: usize,
 }
 
 /// Open flags that ask for write access of some kind.
@@ -161,11 +185,92 @@ impl View {
             inodes: RwLock::new(Inodes::new()),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             audit: None,
             cache: CacheMode::Auto,
             versions: Mutex::new(HashMap::new()),
+            negatives: Mutex::new(Negatives::default()),
+            watches: None,
         })
+    }
+
+    /// Watches the SOURCE directories the kernel holds with `watches`, starting at the root.
+    pub fn with_watches(mut self, watches: Watches) -> View {
+        watches.watch(ROOT, self.scope.root());
+        self.watches = Some(watches);
+        self
+    }
+
+    /// Watches the SOURCE directory of node `ino`, found as `located`; when the watch is new,
+    /// reads the attributes again so that none can have changed unseen before it began.
+    fn watch_dir(&self, ino: u64, path: &RelPath, located: &mut Located) {
+        let Some(watches) = &self.watches else {
+            return;
+        };
+        let watched = if located.layer == Layer::Lower {
+            watches.watch(ino, located.fd.as_fd())
+        } else {
+            // An overlay directory: what can change underneath is its SOURCE counterpart.
+            match sys::resolve(self.scope.root(), path, Open::Path) {
+                Ok(fd) => watches.watch(ino, fd.as_fd()),
+                Err(_) => return,
+            }
+        };
+        if watched == watch::Watched::Added
+            && let Ok(st) = sys::fstat(located.fd.as_fd())
+        {
+            located.stat = st;
+        }
+    }
+
+    /// Whether the kernel may keep node `ino` (a child of `parent`, or of its first parent)
+    /// for long: a watch sees every change to it, that is its directory's, and its own if it
+    /// is a directory.
+    pub fn lasting(&self, parent: Option<u64>, ino: u64, dir: bool) -> bool {
+        let Some(watches) = &self.watches else {
+            return false;
+        };
+        let parent = match parent {
+            Some(p) => p,
+            None => match self.inodes.read().parent(ino) {
+                Some(p) => p,
+                None => return false,
+            },
+        };
+        watches.is_watched(parent) && (!dir || watches.is_watched(ino))
+    }
+
+    /// Whether a watch sees every change to directory node `ino` and its entries.
+    pub fn is_watched(&self, ino: u64) -> bool {
+        self.watches.as_ref().is_some_and(|w| w.is_watched(ino))
+    }
+
+    /// The watch `id` reported a change: the directory nodes it covers.
+    pub fn watched_nodes(&self, id: i32) -> Vec<u64> {
+        self.watches
+            .as_ref()
+            .map(|w| w.nodes(id))
+            .unwrap_or_default()
+    }
+
+    /// Events can no longer be read: nothing counts as watched from now on.
+    pub fn abandon_watches(&self) {
+        if let Some(watches) = &self.watches {
+            watches.abandon();
+        }
+    }
+
+    /// The kernel ended watch `id`.
+    pub fn watch_ended(&self, id: i32) {
+        if let Some(watches) = &self.watches {
+            watches.ended(id);
+        }
+    }
+
+    /// The node the kernel holds for entry `name` of `parent`, if any.
+    pub fn child(&self, parent: u64, name: &Name) -> Option<u64> {
+        self.inodes.read().child(parent, name)
     }
 
     /// Lets the kernel cache as `cache` says.
@@ -360,24 +465,64 @@ impl View {
     /// `lookup`: the child `name` of `parent`, if it exists and is visible.
     pub fn lookup(&self, parent: u64, name: &Name) -> FsResult<Entry> {
         let path = self.path(parent)?.join(name);
-        let located = self.locate(&path)?;
+        let mut located = self.locate(&path)?;
         let ino =
             self.inodes
                 .write()
                 .lookup(parent, name, Self::file_key(located.layer, &located.stat));
+        if located.stat.kind == FileType::Dir {
+            self.watch_dir(ino, &path, &mut located);
+        }
         Ok(Entry {
             ino,
             attr: self.sanitise(ino, located.stat),
         })
     }
 
-    /// Puts a new policy in force. Returns every entry the kernel may have cached, as
-    /// (parent, name), so the caller can tell the kernel to forget them: an entry that became
-    /// hidden must disappear at once, not when its cache time runs out.
-    pub fn reload(&self, matcher: Arc<Matcher>) -> Vec<(u64, Name)> {
+    /// Puts a new policy in force. The caller then makes the kernel forget what it cached
+    /// ([`View::cached_names`], [`View::nodes`]): an entry that became hidden must disappear at
+    /// once, not when its cache time runs out.
+    pub fn reload(&self, matcher: Arc<Matcher>) {
         self.scope.set_matcher(matcher);
+    }
+
+    /// Every node the kernel holds.
+    pub fn nodes(&self) -> Vec<u64> {
+        self.inodes.read().nodes()
+    }
+
+    /// Every name the kernel may have cached, present or absent, as (parent, name); the
+    /// absent ones are no longer recorded, since the caller makes the kernel forget them.
+    pub fn cached_names(&self) -> Vec<(u64, Name)> {
         self.versions.lock().clear();
-        self.inodes.read().entries()
+        let mut entries = self.inodes.read().entries();
+        let negatives = std::mem::take(&mut *self.negatives.lock());
+        for (parent, names) in negatives.by_parent {
+            entries.extend(names.into_iter().map(|name| (parent, name)));
+        }
+        entries
+    }
+
+    /// Whether the kernel may cache that `parent` has no (visible) entry `name`; if so, it is
+    /// recorded for [`View::reload`]. Never with an audit log, which must see every probe of a
+    /// hidden name, nor with `--cache never`.
+    pub fn absence_cacheable(&self, parent: u64, name: &Name) -> bool {
+        if self.audit.is_some() || self.cache == CacheMode::Never {
+            return false;
+        }
+        let mut negatives = self.negatives.lock();
+        if negatives.count >= MAX_NEGATIVES {
+            return false;
+        }
+        if negatives
+            .by_parent
+            .entry(parent)
+            .or_default()
+            .insert(name.clone())
+        {
+            negatives.count += 1;
+        }
+        true
     }
 
     /// `forget`: the kernel dropped `n` references to `ino`.
@@ -386,6 +531,14 @@ impl View {
         inodes.forget(ino, n);
         if inodes.path(ino).is_none() {
             self.versions.lock().remove(&ino);
+            self.listings.lock().remove(&ino);
+            let mut negatives = self.negatives.lock();
+            if let Some(names) = negatives.by_parent.remove(&ino) {
+                negatives.count = negatives.count.saturating_sub(names.len());
+            }
+            if let Some(watches) = &self.watches {
+                watches.unwatch(ino);
+            }
         }
     }
 
@@ -466,22 +619,20 @@ impl View {
 
     /// `read` from an open file.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        let handle = self.handle(fh)?;
-        let mut buf = vec![0u8; size as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            let Some(rest) = buf.get_mut(done..) else {
-                break;
-            };
-            match handle.file.read_at(rest, offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
+        read_full(&self.handle(fh)?.file, offset, size)
+    }
+
+    /// `read` of node `ino` without an open handle (the kernel stopped sending `open`, which
+    /// it does only for a read-only mount): the node is located, checked and opened afresh,
+    /// so every read the kernel cannot answer from its cache is decided as an open would be.
+    pub fn read_node(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let (path, located) = self.node(ino)?;
+        if located.stat.kind != FileType::File {
+            return Err(FsError::Access);
         }
-        buf.truncate(done);
-        Ok(buf)
+        let file = sys::open_regular(self.layer_root(located.layer), &path, false)
+            .map_err(FsError::resolving)?;
+        read_full(&file, offset, size)
     }
 
     /// `release` of an open file.
@@ -575,6 +726,34 @@ impl View {
         Ok(&dir.items.get_or_init(|| (items, generation)).0)
     }
 
+    /// The listing of directory node `ino` read without an open handle: a new one when the
+    /// kernel starts at `offset` 0, else the one it is part way through.
+    pub fn listing(&self, ino: u64, offset: u64) -> FsResult<Arc<DirSnapshot>> {
+        if offset > 0
+            && let Some(dir) = self.listings.lock().get(&ino)
+        {
+            return Ok(dir.clone());
+        }
+        let (path, located) = self.node(ino)?;
+        if located.stat.kind != FileType::Dir {
+            return Err(FsError::NotDir);
+        }
+        let parent = self.inodes.read().parent(ino).unwrap_or(ROOT);
+        let dir = Arc::new(DirSnapshot {
+            ino,
+            parent,
+            path,
+            items: OnceLock::new(),
+        });
+        self.listings.lock().insert(ino, dir.clone());
+        Ok(dir)
+    }
+
+    /// The kernel has read all of the listing of `ino` it started.
+    pub fn listing_done(&self, ino: u64) {
+        self.listings.lock().remove(&ino);
+    }
+
     /// The snapshot of an open directory.
     pub fn dir(&self, fh: u64) -> FsResult<Arc<DirSnapshot>> {
         self.dirs.lock().get(&fh).cloned().ok_or(FsError::BadHandle)
@@ -588,18 +767,27 @@ impl View {
     pub fn lookup_item(&self, dir: &DirSnapshot, item: &DirItem) -> Option<Entry> {
         let (mut attr, mut layer) = (item.attr, item.layer);
         let listed = dir.items.get().map_or(0, |(_, generation)| *generation);
-        if self.inodes.read().generation() != listed {
-            let now = self
-                .path(dir.ino)
-                .and_then(|path| self.locate(&path.join(&item.name)))
-                .ok()?;
+        let stale = self.inodes.read().generation() != listed;
+        // A directory handed to the kernel is watched, as at lookup.
+        let watch = self.watches.is_some() && attr.kind == FileType::Dir;
+        let mut found = None;
+        if stale || watch {
+            let path = self.path(dir.ino).ok()?.join(&item.name);
+            let now = self.locate(&path).ok()?;
             attr = now.stat;
             layer = now.layer;
+            found = Some((path, now));
         }
         let ino = self
             .inodes
             .write()
             .lookup(dir.ino, &item.name, Self::file_key(layer, &attr));
+        if let Some((path, mut located)) = found
+            && located.stat.kind == FileType::Dir
+        {
+            self.watch_dir(ino, &path, &mut located);
+            attr = located.stat;
+        }
         Some(Entry {
             ino,
             attr: self.sanitise(ino, attr),
@@ -671,4 +859,23 @@ impl View {
         }
         Ok(())
     }
+}
+
+/// Up to `size` bytes of `file` from `offset`; fewer only at the end of the file.
+fn read_full(file: &File, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+    let mut buf = vec![0u8; size as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        let Some(rest) = buf.get_mut(done..) else {
+            break;
+        };
+        match file.read_at(rest, offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
 }
