@@ -15,4 +15,5 @@ mod common;
 mod lifecycle;
 mod scale;
 mod view;
+mod watch;
 mod writes;

@@ -1,0 +1,108 @@
+//! `--cache auto` (the default): the kernel keeps entries, absences, attributes, listings
+//! and data for long, and every change made underneath (in SOURCE, not through the view) is
+//! told to it at once. Each check runs well inside the one-second cache time that applies
+//! where no watch is in place, so only the notifications can make it pass.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// Time allowed for a change underneath to show: far less than the unwatched cache time.
+const PROMPTLY: Duration = Duration::from_millis(600);
+
+/// Polls `check` until it holds or [`PROMPTLY`] has passed since `since`.
+fn promptly(since: Instant, what: &str, mut check: impl FnMut() -> bool) {
+    loop {
+        if check() {
+            return;
+        }
+        assert!(
+            since.elapsed() < PROMPTLY,
+            "{what}: not seen through the view within {PROMPTLY:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn absent(path: &std::path::Path) -> bool {
+    matches!(fs::symlink_metadata(path), Err(e) if e.kind() == ErrorKind::NotFound)
+}
+
+#[test]
+fn changes_underneath_show_at_once() {
+    let s = Scene::new();
+    s.file_with("a.txt", b"one\n");
+    s.file("sub/c.txt");
+    s.file("sub/d.txt");
+    s.file("moved/x.txt");
+    let _m = s.mount(&[]);
+
+    // Fill every cache: data, attributes, a listing, absences, a directory's entries.
+    assert_eq!(fs::read(s.m("a.txt")).unwrap(), b"one\n");
+    assert_listing(&s.m("sub"), &["c.txt", "d.txt"]);
+    assert!(absent(&s.m("new.txt")));
+    assert!(absent(&s.m("sub/new")));
+    assert!(fs::metadata(s.m("moved/x.txt")).is_ok());
+    let mode = fs::metadata(s.m("sub/d.txt")).unwrap().permissions().mode();
+
+    let since = Instant::now();
+    fs::write(s.s("a.txt"), b"two, longer\n").unwrap();
+    fs::write(s.s("new.txt"), b"new\n").unwrap();
+    fs::remove_file(s.s("sub/c.txt")).unwrap();
+    fs::create_dir(s.s("sub/new")).unwrap();
+    fs::set_permissions(s.s("sub/d.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::rename(s.s("moved"), s.s("renamed")).unwrap();
+
+    promptly(since, "a file rewritten", || {
+        fs::read(s.m("a.txt")).is_ok_and(|d| d == b"two, longer\n")
+    });
+    promptly(since, "a file created where a lookup had failed", || {
+        fs::read(s.m("new.txt")).is_ok_and(|d| d == b"new\n")
+    });
+    promptly(since, "a listing after a removal and a mkdir", || {
+        listing(&s.m("sub")) == ["d.txt", "new"]
+    });
+    promptly(since, "a chmod", || {
+        fs::metadata(s.m("sub/d.txt")).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o600)
+    });
+    assert_ne!(mode & 0o777, 0o600);
+    promptly(since, "a renamed directory", || {
+        absent(&s.m("moved/x.txt")) && fs::metadata(s.m("renamed/x.txt")).is_ok()
+    });
+}
+
+#[test]
+fn files_made_hidden_underneath_stay_hidden() {
+    let s = Scene::new();
+    s.file("a.txt");
+    let _m = s.mount(&[]);
+    assert!(absent(&s.m(".env")));
+    assert_listing(&s.mnt, &["a.txt"]);
+
+    let since = Instant::now();
+    s.file(".env");
+    s.file("b.txt");
+    promptly(since, "a new visible file", || s.m("b.txt").exists());
+    assert_hidden(&s.mnt, ".env");
+    assert_listing(&s.mnt, &["a.txt", "b.txt"]);
+}
+
+#[test]
+fn a_directory_replaced_underneath_is_looked_at_again() {
+    let s = Scene::new();
+    s.file_with("d/f.txt", b"in d\n");
+    let _m = s.mount(&[]);
+    assert_eq!(fs::read(s.m("d/f.txt")).unwrap(), b"in d\n");
+
+    let since = Instant::now();
+    fs::rename(s.s("d"), s.s("d.old")).unwrap();
+    s.file_with("d/f.txt", b"another d\n");
+    promptly(since, "a directory swapped for another", || {
+        fs::read(s.m("d/f.txt")).is_ok_and(|d| d == b"another d\n")
+    });
+    assert_listing(&s.mnt, &["d", "d.old"]);
+}
