@@ -55,8 +55,8 @@ pub struct MountOptions {
     /// Request-serving threads (default: the number of cores).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: Option<u16>,
-    /// What the kernel may cache: auto (entries and attributes for 1 s, data and listings
-    /// while unchanged), always (for a SOURCE nothing else changes), never.
+    /// What the kernel may cache: auto (everything, until inotify reports a change underneath;
+    /// 1 s where no watch is possible), always (for a SOURCE nothing else changes), never.
     #[arg(long, value_name = "MODE", value_enum, default_value_t = CacheMode::Auto)]
     pub cache: CacheMode,
     /// Internal: run as the detached daemon and report readiness on standard output.

@@ -67,9 +67,10 @@ pub struct DirSnapshot {
 /// How much the kernel may cache (`--cache`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum CacheMode {
-    /// Entries and attributes for a second, so a change underneath shows within a second;
-    /// file data and directory listings while their mtime, ctime and size stay as they were
-    /// at the last open. Content is still checked against the policy at every open.
+    /// Entries, absences and attributes for a minute where inotify watches cover them (every
+    /// SOURCE directory the kernel holds, on a local file system), and each change underneath
+    /// is told to the kernel at once; for a second elsewhere. File data and listings while
+    /// no change is seen (a notification, or a new mtime, ctime or size).
     #[default]
     Auto,
     /// For a SOURCE that does not change underneath: entries and attributes for a day, file
