@@ -243,8 +243,9 @@ impl Filesystem for ScopeFs {
             tracing::debug!(?missing, "kernel lacks some capabilities");
             let _ = config.add_capabilities(wanted & !missing);
         }
-        // Passthrough needs CAP_SYS_ADMIN and a view nothing writes to.
-        if self.view.write_mode() == WriteMode::Deny && crate::sys::euid() == 0 {
+        // Passthrough needs CAP_SYS_ADMIN, a view nothing writes to, and opens to answer
+        // (it also stops other file systems from stacking on the view, so only when used).
+        if !self.no_open && self.view.write_mode() == WriteMode::Deny && crate::sys::euid() == 0 {
             self.passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
                 && config.set_max_stack_depth(1).is_ok();
             tracing::debug!(passthrough = self.passthrough, "read passthrough");
