@@ -505,10 +505,14 @@ impl View {
     }
 
     /// Whether the kernel may cache that `parent` has no (visible) entry `name`; if so, it is
-    /// recorded for [`View::reload`]. Never with an audit log, which must see every probe of a
-    /// hidden name, nor with `--cache never`.
+    /// recorded for [`View::reload`]. Only in a read-only view (in a writable one the kernel
+    /// keeps its own entries in step with the changes it makes), never with an audit log,
+    /// which must see every probe of a hidden name, nor with `--cache never`.
     pub fn absence_cacheable(&self, parent: u64, name: &Name) -> bool {
-        if self.audit.is_some() || self.cache == CacheMode::Never {
+        if !matches!(self.writes, Writes::Deny)
+            || self.audit.is_some()
+            || self.cache == CacheMode::Never
+        {
             return false;
         }
         let mut negatives = self.negatives.lock();
