@@ -162,6 +162,19 @@ pub struct View {
     negatives: Mutex<Negatives>,
     /// inotify watches on the SOURCE directories the kernel holds (`--cache auto`).
     watches: Option<Watches>,
+    /// Requests that began and that finished changing names (on disk, then in the inode
+    /// table): while they differ, a name found gone may only be in the middle of a change.
+    names_changing: AtomicU64,
+    names_changed: AtomicU64,
+}
+
+/// Held by a request while it changes names on disk and in the inode table.
+pub(crate) struct NameChange<'a>(&'a AtomicU64);
+
+impl Drop for NameChange<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// How many absent names the kernel may cache at once; past this, absences are not cached.
@@ -193,6 +206,8 @@ impl View {
             versions: Mutex::new(HashMap::new()),
             negatives: Mutex::new(Negatives::default()),
             watches: None,
+            names_changing: AtomicU64::new(0),
+            names_changed: AtomicU64::new(0),
         })
     }
 
@@ -278,6 +293,13 @@ impl View {
     pub fn with_cache(mut self, cache: CacheMode) -> View {
         self.cache = cache;
         self
+    }
+
+    /// Marks the current request as changing names until the guard is dropped, which must be
+    /// after the inode table has been brought in line with the disk.
+    pub(crate) fn changing_names(&self) -> NameChange<'_> {
+        self.names_changing.fetch_add(1, Ordering::SeqCst);
+        NameChange(&self.names_changed)
     }
 
     /// Whether the kernel may keep what it cached of node `ino` at its last open, now that it
@@ -448,6 +470,8 @@ impl View {
             let located = self.locate(&path)?;
             return Ok((path, located));
         };
+        let began = self.names_changing.load(Ordering::SeqCst);
+        let quiet = began == self.names_changed.load(Ordering::SeqCst);
         let names = self.inodes.read().names(ino);
         for (parent, name, path) in names {
             match self.locate(&path) {
@@ -455,7 +479,11 @@ impl View {
                     return Ok((path, located));
                 }
                 Ok(_) | Err(FsError::NotFound) => {
-                    self.inodes.write().drop_name(ino, parent, &name);
+                    // A rename or removal under way has changed the disk but not yet the
+                    // table: the name may be moving with this very node, so it stays.
+                    if quiet && self.names_changing.load(Ordering::SeqCst) == began {
+                        self.inodes.write().drop_name(ino, parent, &name);
+                    }
                 }
                 Err(e) => return Err(e),
             }

@@ -267,6 +267,10 @@ impl View {
         if located.layer == Layer::Upper || upper.contains(path) {
             return Ok((dir_fd, name));
         }
+        // Or deleted it: copying it up now would bring it back.
+        if upper.hides_lower(path) {
+            return Err(FsError::NotFound);
+        }
         let st = located.stat;
         match st.kind {
             FileType::Dir => {
@@ -603,7 +607,13 @@ impl View {
         if !dir && is_dir {
             return Err(FsError::IsDir);
         }
+        let _names = self.changing_names();
         let _ns = self.lock_ns();
+        // Found before `ns` was taken: another request may have removed or replaced it since.
+        let located = self.locate(&path)?;
+        if (located.stat.kind == FileType::Dir) != is_dir {
+            return Err(FsError::NotFound);
+        }
         if dir && !self.list(&path, &located)?.is_empty() {
             return Err(FsError::NotEmpty);
         }
@@ -696,7 +706,19 @@ impl View {
             return Err(FsError::Invalid);
         }
         let src_dir = src.stat.kind == FileType::Dir;
+        let _names = self.changing_names();
         let _ns = self.lock_ns();
+        // Found before `ns` was taken: another request may have moved or removed it since.
+        let src = self.locate(&from)?;
+        if (src.stat.kind == FileType::Dir) != src_dir {
+            return Err(FsError::NotFound);
+        }
+        let dst = self.locate_opt(&to)?;
+        match (&dst, exchange) {
+            (None, true) => return Err(FsError::NotFound),
+            (Some(_), false) if flags & w::RENAME_NOREPLACE != 0 => return Err(FsError::Exists),
+            _ => {}
+        }
         if let (Some(d), false) = (&dst, exchange) {
             let dst_dir = d.stat.kind == FileType::Dir;
             if src_dir && !dst_dir {
