@@ -384,6 +384,18 @@ fn proc_fd_dir() -> Option<&'static OwnedFd> {
 pub fn open_regular(root: BorrowedFd<'_>, rel: &RelPath, write: bool) -> io::Result<File> {
     let path_fd = resolve(root, rel, Open::Path)?;
     let st = fstat(path_fd.as_fd())?;
+    reopen_regular(root, rel, path_fd.as_fd(), &st, write)
+}
+
+/// Opens the regular file that `path_fd` (an `O_PATH` descriptor of `rel` under `root`, with
+/// attributes `st`) holds, through its own magic link, and checks it is still that file.
+pub fn reopen_regular(
+    root: BorrowedFd<'_>,
+    rel: &RelPath,
+    path_fd: BorrowedFd<'_>,
+    st: &Stat,
+    write: bool,
+) -> io::Result<File> {
     if st.kind != FileType::File {
         return Err(io::Error::from_raw_os_error(libc::EACCES));
     }

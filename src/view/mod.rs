@@ -162,6 +162,9 @@ pub struct View {
     negatives: Mutex<Negatives>,
     /// inotify watches on the SOURCE directories the kernel holds (`--cache auto`).
     watches: Option<Watches>,
+    /// Files [`View::read_node`] opened, by node and (device, inode), kept for the next read
+    /// of the same node (a large file comes in many requests); at most [`READ_FILES`].
+    reads: Mutex<Vec<KeptRead>>,
     /// Requests that began and that finished changing names (on disk, then in the inode
     /// table): while they differ, a name found gone may only be in the middle of a change.
     names_changing: AtomicU64,
@@ -176,6 +179,12 @@ impl Drop for NameChange<'_> {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
+
+/// A file [`View::read_node`] keeps open: its node, (device, inode) and the file.
+type KeptRead = (u64, (u64, u64), Arc<File>);
+
+/// How many files read without an open handle stay open for the next read.
+const READ_FILES: usize = 8;
 
 /// How many absent names the kernel may cache at once; past this, absences are not cached.
 const MAX_NEGATIVES: usize = 100_000;
@@ -206,6 +215,7 @@ impl View {
             versions: Mutex::new(HashMap::new()),
             negatives: Mutex::new(Negatives::default()),
             watches: None,
+            reads: Mutex::new(Vec::new()),
             names_changing: AtomicU64::new(0),
             names_changed: AtomicU64::new(0),
         })
@@ -565,6 +575,7 @@ impl View {
         if inodes.path(ino).is_none() {
             self.versions.lock().remove(&ino);
             self.listings.lock().remove(&ino);
+            self.reads.lock().retain(|(node, _, _)| *node != ino);
             let mut negatives = self.negatives.lock();
             if let Some(names) = negatives.by_parent.remove(&ino) {
                 negatives.count = negatives.count.saturating_sub(names.len());
@@ -663,8 +674,32 @@ impl View {
         if located.stat.kind != FileType::File {
             return Err(FsError::Access);
         }
-        let file = sys::open_regular(self.layer_root(located.layer), &path, false)
-            .map_err(FsError::resolving)?;
+        // The file the node's path holds now, checked as an open would be: reused when the
+        // last read of this node opened that very file.
+        let id = (located.stat.dev, located.stat.ino);
+        let kept = self
+            .reads
+            .lock()
+            .iter()
+            .find(|(node, file, _)| *node == ino && *file == id)
+            .map(|(_, _, file)| file.clone());
+        let file = match kept {
+            Some(file) => file,
+            None => {
+                let root = self.layer_root(located.layer);
+                let file =
+                    sys::reopen_regular(root, &path, located.fd.as_fd(), &located.stat, false)
+                        .map_err(FsError::resolving)?;
+                let file = Arc::new(file);
+                let mut reads = self.reads.lock();
+                reads.retain(|(node, _, _)| *node != ino);
+                if reads.len() >= READ_FILES {
+                    reads.remove(0);
+                }
+                reads.push((ino, id, file.clone()));
+                file
+            }
+        };
         read_full(&file, offset, size)
     }
 

@@ -110,3 +110,19 @@ fn a_directory_replaced_underneath_is_looked_at_again() {
         listing(&s.mnt) == ["d", "d.old"]
     });
 }
+
+#[test]
+fn a_file_replaced_underneath_is_read_afresh() {
+    let s = Scene::new();
+    s.file_with("a.txt", b"old\n");
+    let _m = s.mount(&[]);
+    assert_eq!(fs::read(s.m("a.txt")).unwrap(), b"old\n");
+
+    let since = Instant::now();
+    s.file_with("a.tmp", b"new, from another file\n");
+    fs::rename(s.s("a.tmp"), s.s("a.txt")).unwrap();
+    promptly(since, "a file renamed over another", || {
+        fs::read(s.m("a.txt")).is_ok_and(|d| d == b"new, from another file\n")
+    });
+    assert_listing(&s.mnt, &["a.txt"]);
+}
