@@ -531,7 +531,8 @@ impl View {
     }
 
     /// Every name the kernel may have cached, present or absent, as (parent, name); the
-    /// absent ones are no longer recorded, since the caller makes the kernel forget them.
+    /// absent ones are no longer recorded, and neither are the versions of cached data, since
+    /// the caller makes the kernel forget them.
     pub fn cached_names(&self) -> Vec<(u64, Name)> {
         self.versions.lock().clear();
         let mut entries = self.inodes.read().entries();
@@ -763,24 +764,28 @@ impl View {
 
     /// `opendir`: snapshots the visible entries.
     pub fn opendir(&self, ino: u64) -> FsResult<Opened> {
+        let (dir, located) = self.snapshot(ino)?;
+        self.read_of(&dir.path);
+        let keep_cache = self.keep_cache(ino, &located.stat);
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.dirs.lock().insert(fh, Arc::new(dir));
+        Ok(Opened { fh, keep_cache })
+    }
+
+    /// A snapshot, not yet read, of directory node `ino`, with what its path holds now.
+    fn snapshot(&self, ino: u64) -> FsResult<(DirSnapshot, Located)> {
         let (path, located) = self.node(ino)?;
         if located.stat.kind != FileType::Dir {
             return Err(FsError::NotDir);
         }
-        self.read_of(&path);
-        let keep_cache = self.keep_cache(ino, &located.stat);
         let parent = self.inodes.read().parent(ino).unwrap_or(ROOT);
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.dirs.lock().insert(
-            fh,
-            Arc::new(DirSnapshot {
-                ino,
-                parent,
-                path,
-                items: OnceLock::new(),
-            }),
-        );
-        Ok(Opened { fh, keep_cache })
+        let dir = DirSnapshot {
+            ino,
+            parent,
+            path,
+            items: OnceLock::new(),
+        };
+        Ok((dir, located))
     }
 
     /// The entries of an open directory, read on the first call.
@@ -802,17 +807,7 @@ impl View {
         {
             return Ok(dir.clone());
         }
-        let (path, located) = self.node(ino)?;
-        if located.stat.kind != FileType::Dir {
-            return Err(FsError::NotDir);
-        }
-        let parent = self.inodes.read().parent(ino).unwrap_or(ROOT);
-        let dir = Arc::new(DirSnapshot {
-            ino,
-            parent,
-            path,
-            items: OnceLock::new(),
-        });
+        let dir = Arc::new(self.snapshot(ino)?.0);
         self.listings.lock().insert(ino, dir.clone());
         Ok(dir)
     }
