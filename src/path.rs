@@ -7,6 +7,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::ops::Bound;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
@@ -215,6 +216,23 @@ impl RelPath {
         }
         self.0.starts_with(&other.0) && matches!(self.0.get(other.0.len()), None | Some(b'/'))
     }
+
+    /// The bounds, in this type's (byte) order, that enclose exactly the paths strictly
+    /// beneath `self`, so an ordered set finds them with one range query: each starts with
+    /// `self/`, and `0` is the byte after `/`. The bounds themselves are not valid paths.
+    pub fn beneath_bounds(&self) -> (Bound<RelPath>, Bound<RelPath>) {
+        if self.0.is_empty() {
+            return (Bound::Excluded(RelPath::root()), Bound::Unbounded);
+        }
+        let mut start = self.0.clone();
+        start.push(b'/');
+        let mut end = self.0.clone();
+        end.push(b'/' + 1);
+        (
+            Bound::Included(RelPath(start)),
+            Bound::Excluded(RelPath(end)),
+        )
+    }
 }
 
 impl fmt::Debug for RelPath {
@@ -283,5 +301,34 @@ mod tests {
         assert!(p.starts_with(&RelPath::parse(b"a/b").unwrap_or_default()));
         assert!(!p.starts_with(&RelPath::parse(b"a/bc").unwrap_or_default()));
         assert_eq!(p.depth(), 3);
+    }
+
+    #[test]
+    fn beneath_bounds_enclose_exactly_the_descendants() {
+        let p = |s: &str| RelPath::parse(s.as_bytes()).unwrap();
+        let all: std::collections::BTreeSet<RelPath> = [
+            "a", "a/b", "a/b/c", "a/b/c/d", "a/b.txt", "a/b0", "a/bc", "a/b-", "a/a", "b", "ab",
+        ]
+        .iter()
+        .map(|s| p(s))
+        .collect();
+        let beneath = |path: &RelPath| -> Vec<String> {
+            all.range(path.beneath_bounds())
+                .map(|q| q.to_string())
+                .collect()
+        };
+        assert_eq!(beneath(&p("a/b")), ["a/b/c", "a/b/c/d"]);
+        assert_eq!(beneath(&p("a/b/c/d")), Vec::<String>::new());
+        assert_eq!(beneath(&p("a")).len(), 8);
+        assert_eq!(beneath(&RelPath::root()).len(), all.len());
+        for path in &all {
+            let by_range = beneath(path);
+            let by_scan: Vec<String> = all
+                .iter()
+                .filter(|q| *q != path && q.starts_with(path))
+                .map(|q| q.to_string())
+                .collect();
+            assert_eq!(by_range, by_scan, "beneath {path}");
+        }
     }
 }

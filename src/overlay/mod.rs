@@ -25,7 +25,7 @@
 pub mod apply;
 pub mod changes;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -314,11 +314,11 @@ fn parse_origins(data: &[u8]) -> HashMap<RelPath, LowerState> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpperIndex {
     /// Every path in upper/ (files, directories, symlinks, others), not the `.wh.` markers.
-    pub entries: HashSet<RelPath>,
+    pub entries: BTreeSet<RelPath>,
     /// View paths deleted by a whiteout.
-    pub whiteouts: HashSet<RelPath>,
+    pub whiteouts: BTreeSet<RelPath>,
     /// Directories holding the opaque marker (the root included when it holds one).
-    pub opaque: HashSet<RelPath>,
+    pub opaque: BTreeSet<RelPath>,
     /// Sum of the sizes of regular files.
     pub bytes: u64,
     /// Number of entries, whiteouts and opaque markers included.
@@ -1122,7 +1122,7 @@ mod tests {
         std::fs::write(f.source.join("outside/secret"), b"zzzzzzzz").unwrap();
         symlink(f.source.join("outside"), up.join("a/escape")).unwrap();
         let index = ov.scan().unwrap();
-        let set = |v: &[&str]| v.iter().map(|s| p(s)).collect::<HashSet<_>>();
+        let set = |v: &[&str]| v.iter().map(|s| p(s)).collect::<BTreeSet<_>>();
         assert_eq!(
             index.entries,
             set(&["a", "a/b", "a/b/f", "top", "link", "a/escape"])

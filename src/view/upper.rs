@@ -7,7 +7,7 @@
 //! of `upper/`. Namespace changes (copy-up, create, rename, remove) are serialised by
 //! [`Upper::ns`]; reads only take the index's read lock.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,7 +50,7 @@ fn add_signed(counter: &AtomicU64, delta: i64) {
 }
 
 /// Whether `path` or one of its ancestors is in `set`.
-fn self_or_ancestor_in(set: &HashSet<RelPath>, path: &RelPath) -> bool {
+fn self_or_ancestor_in(set: &BTreeSet<RelPath>, path: &RelPath) -> bool {
     if set.is_empty() {
         return false;
     }
@@ -65,14 +65,18 @@ fn self_or_ancestor_in(set: &HashSet<RelPath>, path: &RelPath) -> bool {
     }
 }
 
+/// Every member of `set` at or beneath `path`, found by one range query (the set is
+/// ordered, so the paths beneath one directory lie together).
+fn at_or_beneath(set: &BTreeSet<RelPath>, path: &RelPath) -> Vec<RelPath> {
+    let own = set.get(path).cloned();
+    own.into_iter()
+        .chain(set.range(path.beneath_bounds()).cloned())
+        .collect()
+}
+
 /// Moves every member of `set` at or beneath `from` to the same place beneath `to`.
-fn move_prefix(set: &mut HashSet<RelPath>, from: &RelPath, to: &RelPath) {
-    let moved: Vec<RelPath> = set
-        .iter()
-        .filter(|p| p.starts_with(from))
-        .cloned()
-        .collect();
-    for old in moved {
+fn move_prefix(set: &mut BTreeSet<RelPath>, from: &RelPath, to: &RelPath) {
+    for old in at_or_beneath(set, from) {
         set.remove(&old);
         if let Some(rest) = old.as_bytes().get(from.as_bytes().len()..) {
             let mut bytes = to.as_bytes().to_vec();
@@ -85,8 +89,10 @@ fn move_prefix(set: &mut HashSet<RelPath>, from: &RelPath, to: &RelPath) {
 }
 
 /// Removes every member of `set` at or beneath `path`.
-fn remove_prefix(set: &mut HashSet<RelPath>, path: &RelPath) {
-    set.retain(|p| !p.starts_with(path));
+fn remove_prefix(set: &mut BTreeSet<RelPath>, path: &RelPath) {
+    for old in at_or_beneath(set, path) {
+        set.remove(&old);
+    }
 }
 
 /// Whether `name` is reserved for the overlay's own markers (`.wh.*`).
