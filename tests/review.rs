@@ -308,6 +308,35 @@ fn conflicts_refuse_everything_unless_forced() {
     assert!(!fx.src().join("old.txt").exists());
 }
 
+/// Records of entries SOURCE does not have are not flushed one by one, so a crash may lose
+/// them; an addition without its record is judged as if it were recorded absent.
+#[test]
+fn an_addition_without_a_record_applies_only_where_source_has_nothing() {
+    let fx = Fx::new();
+    write(&fx.upper(), "new/a.txt", b"from the view\n");
+    write(&fx.upper(), "new/b.txt", b"from the view\n");
+    assert!(
+        !fs::read_to_string(fx.ov().join("origins"))
+            .unwrap()
+            .contains("new")
+    );
+    // SOURCE gained b.txt meanwhile: a conflict, as a record of its absence would give;
+    // a.txt alone is fine.
+    write(&fx.src(), "new/b.txt", b"made in SOURCE\n");
+    fx.run(&["apply"]).code(3).stderr(predicate::str::contains(
+        "conflict: new/b.txt: the overlay has no record",
+    ));
+    fx.run(&["apply", "new/a.txt"]).success();
+    assert_eq!(
+        fs::read(fx.src().join("new/a.txt")).unwrap(),
+        b"from the view\n"
+    );
+    assert_eq!(
+        fs::read(fx.src().join("new/b.txt")).unwrap(),
+        b"made in SOURCE\n"
+    );
+}
+
 #[test]
 fn deleting_a_directory_never_takes_unseen_entries_without_force() {
     let fx = Fx::new();
