@@ -23,6 +23,7 @@ SCOPEFS_VARIANTS=("scopefs|")
 
 WORKDIR=${BENCH_WORKDIR:-/var/tmp/scopefs-bench}
 REPEATS=
+COLD=
 MODE=full
 SCOPEFS=
 OUTDIR=$REPO/target/bench
@@ -39,6 +40,9 @@ usage: scripts/bench.sh [--quick | --million] [options]
   --quick              small generated tree (3,000 files, 64 MiB file, 2,000-file tarball), 2 repeats
   --million            the 1,000,000-file resource measurement instead of the workloads
   --repeats N          repeated passes after the first (default 5; --quick 2; --million 2)
+  --cold N             cold first passes, each on a fresh mount after dropping caches; the
+                       table shows their median (default 3; --quick 1). Cold times move by
+                       tens of percent between runs on a VM, so one is not enough to compare
   --workdir DIR        where trees, mounts and scratch space live (default /var/tmp/scopefs-bench,
                        or \$BENCH_WORKDIR); trees are built once and reused
   --scopefs BIN        scopefs binary to measure (default: cargo build --release in this repo)
@@ -48,7 +52,7 @@ usage: scripts/bench.sh [--quick | --million] [options]
   --no-install         do not apt-get install missing packages
   -h, --help           this text
 
-Workloads (each on a fresh mount; caches dropped before the first pass):
+Workloads (each on a fresh mount; caches dropped before each first pass):
   walk       find MNT -type f -printf '%s\n'
   search     rg -c $SEARCH_STRING MNT
   gitstatus  GIT_OPTIONAL_LOCKS=0 git -C MNT status   (no system writes the index)
@@ -63,13 +67,14 @@ EOF
 
 while [[ $# -gt 0 ]]; do
   case $1 in
-    --repeats|--workdir|--scopefs|--workloads|--systems|--out)
+    --repeats|--cold|--workdir|--scopefs|--workloads|--systems|--out)
       [[ $# -ge 2 ]] || { echo "scripts/bench.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;
   esac
   case $1 in
     --quick) MODE=quick ;;
     --million) MODE=million ;;
     --repeats) REPEATS=$2; shift ;;
+    --cold) COLD=$2; shift ;;
     --workdir) WORKDIR=$2; shift ;;
     --scopefs) SCOPEFS=$2; shift ;;
     --workloads) WORKLOADS=$2; shift ;;
@@ -83,11 +88,12 @@ while [[ $# -gt 0 ]]; do
 done
 
 case $MODE in
-  full) : "${REPEATS:=5}"; UNTAR_FILES=10000; RANDREADS=20000; BIG_MIB=1024 ;;
-  quick) : "${REPEATS:=2}"; UNTAR_FILES=2000; RANDREADS=2000; BIG_MIB=64 ;;
-  million) : "${REPEATS:=2}" ;;
+  full) : "${REPEATS:=5}" "${COLD:=3}"; UNTAR_FILES=10000; RANDREADS=20000; BIG_MIB=1024 ;;
+  quick) : "${REPEATS:=2}" "${COLD:=1}"; UNTAR_FILES=2000; RANDREADS=2000; BIG_MIB=64 ;;
+  million) : "${REPEATS:=2}" "${COLD:=1}" ;;
 esac
 [[ $REPEATS =~ ^[0-9]+$ ]] || { echo "scripts/bench.sh: --repeats wants a number" >&2; exit 2; }
+[[ $COLD =~ ^[1-9][0-9]*$ ]] || { echo "scripts/bench.sh: --cold wants a number of at least 1" >&2; exit 2; }
 mkdir -p "$WORKDIR"
 WORKDIR=$(cd "$WORKDIR" && pwd)
 
@@ -407,26 +413,33 @@ timed() {
 }
 
 run_workload() { # WORKLOAD SYSTEM
-  local w=$1 sys=$2 i
-  mount_system "$sys" "$w"
+  local w=$1 sys=$2 i c
   printf '  %-10s %-22s' "$w" "$sys" >&2
-  if [[ $w == untar ]]; then
-    # The first rm follows a sync (drop_caches needs one), so it also frees allocated blocks:
-    # slow on a file system mounted with "discard". Repeats do not sync: they time the
-    # file-system layer, as a tool that writes and deletes without fsync sees it.
-    drop_caches; timed untar "$sys" first
-    drop_caches; timed rm "$sys" first
-    for ((i = 0; i < REPEATS; i++)); do
-      timed untar "$sys" rep
-      timed rm "$sys" rep
-    done
-  else
-    drop_caches; timed "$w" "$sys" first
-    for ((i = 0; i < REPEATS; i++)); do timed "$w" "$sys" rep; done
-  fi
-  awk -F'\t' -v w="$w" -v s="$sys" '$1 == w && $2 == s { if ($3 == "first") f = $4; else r = r " " $4 }
-    END { printf " first %s  repeats%s\n", f, r }' "$TSV" >&2
-  umount_system "$sys" "$w"
+  # Each cold pass on its own fresh mount; the repeats follow the first one.
+  for ((c = 0; c < COLD; c++)); do
+    mount_system "$sys" "$w"
+    if [[ $w == untar ]]; then
+      # The first rm follows a sync (drop_caches needs one), so it also frees allocated
+      # blocks: slow on a file system mounted with "discard". Repeats do not sync: they time
+      # the file-system layer, as a tool that writes and deletes without fsync sees it.
+      drop_caches; timed untar "$sys" first
+      drop_caches; timed rm "$sys" first
+      if ((c == 0)); then
+        for ((i = 0; i < REPEATS; i++)); do
+          timed untar "$sys" rep
+          timed rm "$sys" rep
+        done
+      fi
+    else
+      drop_caches; timed "$w" "$sys" first
+      if ((c == 0)); then
+        for ((i = 0; i < REPEATS; i++)); do timed "$w" "$sys" rep; done
+      fi
+    fi
+    umount_system "$sys" "$w"
+  done
+  awk -F'\t' -v w="$w" -v s="$sys" '$1 == w && $2 == s { if ($3 == "first") f = f " " $4; else r = r " " $4 }
+    END { printf " first%s  repeats%s\n", f, r }' "$TSV" >&2
 }
 
 machine_info() {
@@ -570,7 +583,7 @@ mkdir -p "$OUTDIR"
   echo "# scopefs benchmark"
   echo
   machine_info
-  echo "- source: $SRC, $NFILES files; first pass after \`sync; echo 3 > /proc/sys/vm/drop_caches\`$( ((DROP_OK)) || echo ' (FAILED: first passes not cold)'), then the median of $REPEATS repeats; fresh mount per workload"
+  echo "- source: $SRC, $NFILES files; first pass after \`sync; echo 3 > /proc/sys/vm/drop_caches\`$( ((DROP_OK)) || echo ' (FAILED: first passes not cold)'), then the median of $REPEATS repeats on the same mount; first pass = median of $COLD, each on a fresh mount"
   echo
   echo "Seconds. Ratio columns: scopefs time ÷ the other system's, median of repeats (first pass in parentheses)."
   echo

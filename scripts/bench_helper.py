@@ -157,6 +157,14 @@ def _ratio(a, b):
     return a / b
 
 
+def _median(xs):
+    if not xs:
+        return None
+    if any(x != x for x in xs):
+        return float("nan")
+    return statistics.median(xs)
+
+
 def report(args):
     # results.tsv: workload \t system \t pass(first|rep) \t seconds
     times = {}
@@ -168,9 +176,9 @@ def report(args):
                 workloads.append(w)
             if s not in systems:
                 systems.append(s)
-            times.setdefault((w, s), {"first": None, "rep": []})
+            times.setdefault((w, s), {"first": [], "rep": []})
             if kind == "first":
-                times[(w, s)]["first"] = float(secs)
+                times[(w, s)]["first"].append(float(secs))
             else:
                 times[(w, s)]["rep"].append(float(secs))
     labels = {}
@@ -184,8 +192,9 @@ def report(args):
         t = times.get((w, s))
         if t is None:
             return None, None
-        med = statistics.median(t["rep"]) if t["rep"] else None
-        return t["first"], med
+        # Several cold first passes (each on a fresh mount): their median. A failed pass
+        # (nan) makes the cell nan rather than leaving it out.
+        return _median(t["first"]), _median(t["rep"])
 
     peers = [p for p in ("native", "bindfs", "fuse-overlayfs") if p in systems]
     out = []
