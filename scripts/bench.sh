@@ -28,6 +28,8 @@ MODE=full
 SCOPEFS=
 OUTDIR=$REPO/target/bench
 INSTALL=1
+PAUSE_RECLAIM=1
+PAUSED_KDAMONDS=()
 WORKLOADS="walk,search,gitstatus,gitminimal,seqread,randread,untar"
 SYSTEMS=
 SEARCH_STRING=EXPORT_SYMBOL
@@ -50,6 +52,9 @@ usage: scripts/bench.sh [--quick | --million] [options]
   --systems LIST       comma-separated subset of: native, scopefs variants, bindfs, fuse-overlayfs
   --out DIR            where results.md / results.tsv go (default target/bench)
   --no-install         do not apt-get install missing packages
+  --keep-reclaim       leave running DAMON reclaimers alone; by default each kdamond that is
+                       "on" is switched off for the run and back on at its end, since one that
+                       pages out idle memory empties the page cache under the warm passes
   -h, --help           this text
 
 Workloads (each on a fresh mount; caches dropped before each first pass):
@@ -81,6 +86,7 @@ while [[ $# -gt 0 ]]; do
     --systems) SYSTEMS=$2; shift ;;
     --out) OUTDIR=$2; shift ;;
     --no-install) INSTALL=0 ;;
+    --keep-reclaim) PAUSE_RECLAIM=0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "scripts/bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -361,8 +367,31 @@ umount_system() { # SYSTEM WORKLOAD
   MNT=
 }
 
+# A DAMON reclaimer (`pageout` of memory idle for a while, as some VMs run) evicts the page
+# cache between warm passes, so warm native reads stop being warm. Paused for the run.
+pause_reclaim() {
+  ((PAUSE_RECLAIM)) || return 0
+  local k
+  for k in /sys/kernel/mm/damon/admin/kdamonds/*; do
+    [[ -f $k/state && $(cat "$k/state") == on ]] || continue
+    if echo off > "$k/state"; then
+      PAUSED_KDAMONDS+=("$k")
+      say "paused the DAMON reclaimer $k for the run (--keep-reclaim leaves it on)"
+    fi
+  done
+}
+
+resume_reclaim() {
+  local k
+  for k in "${PAUSED_KDAMONDS[@]}"; do
+    echo on > "$k/state" || echo "scripts/bench.sh: could not switch $k back on" >&2
+  done
+  PAUSED_KDAMONDS=()
+}
+
 cleanup() {
   [[ -n $SAMPLER_PID ]] && kill "$SAMPLER_PID" 2>/dev/null
+  resume_reclaim
   local m
   for m in $(awk -v r="$MNTROOT/" 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo 2>/dev/null); do
     case $m in
@@ -449,6 +478,11 @@ machine_info() {
   echo "- work directory: $WORKDIR ($fs)"
   echo "- scopefs: $SCOPEFS_REV; bindfs $(bindfs --version 2>/dev/null | awk '{ print $2; exit }'); fuse-overlayfs $(fuse-overlayfs --version 2>/dev/null | awk '/^fuse-overlayfs/ { print $NF; exit }'); ripgrep $(rg --version | awk '{ print $2; exit }'); git $(git --version | awk '{ print $3 }')"
   echo "- command: \`scripts/bench.sh $ORIG_ARGS\` ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+  if ((${#PAUSED_KDAMONDS[@]})); then
+    echo "- DAMON reclaimer paused during the run (${PAUSED_KDAMONDS[*]})"
+  elif ! ((PAUSE_RECLAIM)) && grep -qx on /sys/kernel/mm/damon/admin/kdamonds/*/state 2>/dev/null; then
+    echo "- a DAMON reclaimer ran during the run (--keep-reclaim): warm passes may not have been warm"
+  fi
 }
 
 # ---------------------------------------------------------------------------------------
@@ -533,6 +567,7 @@ run_million() {
 # main
 
 install_packages
+pause_reclaim
 mkdir -p "$WORKDIR" "$MNTROOT" "$SCRATCH" "$LOGDIR"
 prepare_scopefs
 if [[ $MODE == million ]]; then
