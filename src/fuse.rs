@@ -239,6 +239,15 @@ impl Filesystem for ScopeFs {
             // Cached data is dropped when a file's mtime or size is seen to change.
             wanted |= InitFlags::FUSE_AUTO_INVAL_DATA | InitFlags::FUSE_CACHE_SYMLINKS;
         }
+        if self.view.write_mode() == WriteMode::Overlay {
+            // The daemon clears setuid/setgid and capabilities itself when a file is written,
+            // truncated or chowned, so the kernel need not fetch attributes and ask for a
+            // mode change first. Nothing to do in overlay mode: nothing in upper/ ever holds
+            // those bits or `security.capability` (stripped at creation, chmod and copy-up,
+            // and every SOURCE file is copied up before it is changed). Direct mode writes
+            // SOURCE files that may hold them, so there the kernel keeps doing it.
+            wanted |= InitFlags::FUSE_HANDLE_KILLPRIV_V2;
+        }
         if let Err(missing) = config.add_capabilities(wanted) {
             tracing::debug!(?missing, "kernel lacks some capabilities");
             let _ = config.add_capabilities(wanted & !missing);
