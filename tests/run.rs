@@ -345,6 +345,51 @@ fn in_place_covers_source_for_the_command_only() {
     stage.assert_clean("--in-place");
 }
 
+/// fsync of files and directories, SEEK_DATA and poll work in the view as on a local file
+/// system, read-only view included (its files are opened without the daemon), and `run`
+/// prints nothing of its own beyond the overlay summary.
+#[test]
+fn fsync_seek_and_poll_work_and_run_stays_quiet() {
+    let stage = Stage::new();
+    let probe = "import os, select, sys\n\
+                 fd = os.open(sys.argv[1], os.O_RDONLY)\n\
+                 os.fsync(fd)\n\
+                 print(os.lseek(fd, 0, os.SEEK_DATA))\n\
+                 p = select.poll()\n\
+                 p.register(fd, select.POLLIN)\n\
+                 print(p.poll(0))";
+    let deny = stage.run(
+        &[],
+        &format!(
+            "cd \"$SCOPEFS_VIEW\" && sync README sub . && python3 -c '{probe}' README > {}/deny.txt",
+            stage.out.display()
+        ),
+    );
+    assert_eq!(deny.code(), Some(0), "deny view: stderr: {}", deny.stderr);
+    assert_eq!(deny.stderr, "", "deny view: run printed something");
+    assert_eq!(stage.out_file("deny.txt"), "0\n[(3, 1)]\n");
+    let overlay = stage.run(
+        &["--writes", "overlay"],
+        &format!(
+            "cd \"$SCOPEFS_VIEW\" && echo new > new.txt && sync new.txt README sub . \
+             && python3 -c '{probe}' new.txt > {}/overlay.txt",
+            stage.out.display()
+        ),
+    );
+    assert_eq!(
+        overlay.code(),
+        Some(0),
+        "overlay view: stderr: {}",
+        overlay.stderr
+    );
+    assert_eq!(
+        overlay.stderr, "scopefs: 1 change(s) in the overlay:\nA new.txt\n",
+        "overlay view: nothing but the summary on stderr"
+    );
+    assert_eq!(stage.out_file("overlay.txt"), "0\n[(3, 1)]\n");
+    stage.assert_clean("fsync, seek and poll");
+}
+
 #[test]
 fn temporary_overlay_is_removed_and_its_changes_summarised() {
     let stage = Stage::new();

@@ -905,6 +905,21 @@ impl View {
         Ok(())
     }
 
+    /// `fsyncdir`: the directory's entries where the view writes them: its copy in `upper/` in
+    /// overlay mode (none yet: nothing of it was changed), SOURCE's directory in direct mode,
+    /// nothing in deny mode.
+    pub fn fsync_dir(&self, ino: u64) -> FsResult<()> {
+        let (path, _) = self.node(ino)?;
+        let dir = match &self.writes {
+            Writes::Deny => return Ok(()),
+            Writes::Direct => sys::resolve(self.scope.root(), &path, Open::Dir),
+            Writes::Overlay(upper) if !upper.contains(&path) => return Ok(()),
+            Writes::Overlay(upper) => upper.resolve(&path, Open::Dir),
+        };
+        let dir = dir.map_err(FsError::resolving)?;
+        w::fsync(dir.as_fd(), false).map_err(io)
+    }
+
     /// `setattr`: mode (setuid/setgid stripped), owner, size and times.
     pub fn setattr(
         &self,
