@@ -65,9 +65,15 @@ impl ScopeFs {
         self
     }
 
+    /// Whether `fh` is no handle at all: the kernel opened the file or directory without
+    /// the daemon (a read-only view answers `open` and `opendir` with `ENOSYS`).
+    fn unopened(&self, fh: FileHandle) -> bool {
+        self.no_open && fh.0 == 0
+    }
+
     /// The kernel reached the end of a listing it read without an open handle.
     fn listing_read(&self, fh: FileHandle, ino: INodeNo) {
-        if self.no_open && fh.0 == 0 {
+        if self.unopened(fh) {
             self.view.listing_done(ino.0);
         }
     }
@@ -94,7 +100,7 @@ impl ScopeFs {
 
     /// The listing `readdir` reads: the open directory's, or without opens the node's own.
     fn listing(&self, ino: INodeNo, fh: FileHandle, offset: u64) -> FsResult<Arc<DirSnapshot>> {
-        if self.no_open && fh.0 == 0 {
+        if self.unopened(fh) {
             self.view.listing(ino.0, offset)
         } else {
             self.view.dir(fh.0)
@@ -469,7 +475,7 @@ impl Filesystem for ScopeFs {
         reply: ReplyData,
     ) {
         let _request = audit::enter("read", req.pid(), req.uid());
-        let result = if self.no_open && fh.0 == 0 {
+        let result = if self.unopened(fh) {
             self.view.read_node(ino.0, offset, size)
         } else {
             self.view.read(fh.0, offset, size)
@@ -524,7 +530,7 @@ impl Filesystem for ScopeFs {
         reply: ReplyEmpty,
     ) {
         let _request = audit::enter("fsync", req.pid(), req.uid());
-        let result = if self.no_open && fh.0 == 0 {
+        let result = if self.unopened(fh) {
             // A file of a read-only view, opened without the daemon: nothing was written, so
             // there is nothing to sync once the node is found still visible.
             self.view.access(ino.0, libc::F_OK)
