@@ -30,6 +30,7 @@ OUTDIR=$REPO/target/bench
 INSTALL=1
 PAUSE_RECLAIM=1
 PAUSED_KDAMONDS=()
+SCRATCH_FS=1
 WORKLOADS="walk,search,gitstatus,gitminimal,seqread,randread,untar"
 SYSTEMS=
 SEARCH_STRING=EXPORT_SYMBOL
@@ -55,6 +56,10 @@ usage: scripts/bench.sh [--quick | --million] [options]
   --keep-reclaim       leave running DAMON reclaimers alone; by default each kdamond that is
                        "on" is switched off for the run and back on at its end, since one that
                        pages out idle memory empties the page cache under the warm passes
+  --scratch-in-workdir untar and rm in the work directory's own file system; by default each
+                       pass gets a fresh ext4 image (loop-mounted), so that one system's
+                       deletions cannot slow the next one's creations (ext4 without a journal
+                       passes over inodes freed in the last 1-5 minutes when it allocates)
   -h, --help           this text
 
 Workloads (each on a fresh mount; caches dropped before each first pass):
@@ -87,6 +92,7 @@ while [[ $# -gt 0 ]]; do
     --out) OUTDIR=$2; shift ;;
     --no-install) INSTALL=0 ;;
     --keep-reclaim) PAUSE_RECLAIM=0 ;;
+    --scratch-in-workdir) SCRATCH_FS=0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "scripts/bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -254,6 +260,8 @@ prepare_tree() {
 
 MNTROOT=$WORKDIR/mnt
 SCRATCH=$WORKDIR/scratch
+SCRATCH_IMG=$WORKDIR/scratch.img
+SCRATCH_MIB=4096
 LOGDIR=$WORKDIR/logs
 MNT=
 DAEMON_PID=
@@ -301,10 +309,30 @@ stop_sampler() { # WORKLOAD SYSTEM: records peak fds and VmHWM (KiB) in $RES_TSV
   fi
 }
 
+# Where the writing workloads write: a fresh ext4 file system per pass (see --scratch-in-workdir).
+fresh_scratch() {
+  drop_scratch
+  rm -rf "$SCRATCH"
+  mkdir -p "$SCRATCH"
+  ((SCRATCH_FS)) || return 0
+  truncate -s "${SCRATCH_MIB}M" "$SCRATCH_IMG"
+  mkfs.ext4 -q -F "$SCRATCH_IMG" > /dev/null || die "mkfs.ext4 $SCRATCH_IMG failed (--scratch-in-workdir writes to $WORKDIR instead)"
+  mount -o loop "$SCRATCH_IMG" "$SCRATCH" \
+    || die "cannot loop-mount $SCRATCH_IMG on $SCRATCH (--scratch-in-workdir writes to $WORKDIR instead)"
+}
+
+drop_scratch() {
+  if mounted "$SCRATCH"; then
+    umount "$SCRATCH" || die "cannot unmount the scratch file system $SCRATCH"
+  fi
+  rm -f "$SCRATCH_IMG"
+}
+
 # mount_system SYSTEM WORKLOAD: sets MNT (and DAEMON_PID for daemons)
 mount_system() {
   local sys=$1 w=$2 writes=0
   [[ $w == untar ]] && writes=1
+  ((writes)) && fresh_scratch
   DAEMON_PID=
   PEER_PID=
   case $sys in
@@ -355,7 +383,7 @@ mount_system() {
 umount_system() { # SYSTEM WORKLOAD
   local sys=$1
   case $sys in
-    native) return ;;
+    native) ;;
     scopefs*)
       stop_sampler "$2" "$sys"
       "$SCOPEFS" umount "$MNT" ;;
@@ -364,6 +392,7 @@ umount_system() { # SYSTEM WORKLOAD
       fusermount3 -u "$MNT"
       wait "$PEER_PID" 2>/dev/null || true ;;
   esac
+  [[ $2 == untar ]] && drop_scratch
   MNT=
 }
 
@@ -399,6 +428,8 @@ cleanup() {
       *) fusermount3 -u "$m" 2>/dev/null || umount -l "$m" ;;
     esac
   done
+  if mounted "$SCRATCH"; then umount "$SCRATCH" 2>/dev/null || umount -l "$SCRATCH"; fi
+  rm -f "$SCRATCH_IMG"
   return 0
 }
 trap cleanup EXIT
@@ -476,6 +507,11 @@ machine_info() {
   fs=$(df -PT "$WORKDIR" | awk 'NR == 2 { print $2 " on " $1 }')
   echo "- machine: $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)"
   echo "- work directory: $WORKDIR ($fs)"
+  if ((SCRATCH_FS)); then
+    echo "- untar and rm write to a fresh ${SCRATCH_MIB} MiB ext4 image (mkfs.ext4 defaults, loop-mounted) per pass, for every system"
+  else
+    echo "- untar and rm write to the work directory's file system (--scratch-in-workdir)"
+  fi
   echo "- scopefs: $SCOPEFS_REV; bindfs $(bindfs --version 2>/dev/null | awk '{ print $2; exit }'); fuse-overlayfs $(fuse-overlayfs --version 2>/dev/null | awk '/^fuse-overlayfs/ { print $NF; exit }'); ripgrep $(rg --version | awk '{ print $2; exit }'); git $(git --version | awk '{ print $3 }')"
   echo "- command: \`scripts/bench.sh $ORIG_ARGS\` ($(date -u '+%Y-%m-%d %H:%M UTC'))"
   if ((${#PAUSED_KDAMONDS[@]})); then
