@@ -376,6 +376,13 @@ fn proc_fd_dir() -> Option<&'static OwnedFd> {
     .as_ref()
 }
 
+/// The `/proc/self/fd` directory and the name of `fd`'s entry in it, if `/proc` is there.
+fn proc_fd_entry(fd: BorrowedFd<'_>) -> Option<(&'static OwnedFd, CString)> {
+    let dir = proc_fd_dir()?;
+    let name = CString::new(fd.as_raw_fd().to_string()).ok()?;
+    Some((dir, name))
+}
+
 /// Opens the regular file at `rel` beneath `root` for reading (or, with `write`, reading and
 /// writing): `O_NONBLOCK | O_NOFOLLOW`, checked to be a regular file before the open so that no
 /// device or FIFO of SOURCE is ever opened. The open goes through `/proc/self/fd` on an
@@ -401,9 +408,8 @@ pub fn reopen_regular(
     }
     let access = if write { libc::O_RDWR } else { libc::O_RDONLY };
     let flags = access | libc::O_NONBLOCK | libc::O_CLOEXEC;
-    let fd = match proc_fd_dir() {
-        Some(proc_dir) => {
-            let name = cstring(path_fd.as_raw_fd().to_string().as_bytes())?;
+    let fd = match proc_fd_entry(path_fd) {
+        Some((proc_dir, name)) => {
             // SAFETY: `name` is a valid C string and `proc_dir` a live descriptor. The magic
             // link names our own descriptor, already checked to be a regular file.
             owned(check(unsafe {

@@ -165,6 +165,74 @@ pub fn chmod_at(dir: BorrowedFd<'_>, name: &Name, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// `fchownat` of the entry `fd` (an `O_PATH` descriptor) itself: a symlink is changed, not
+/// followed.
+pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: the literal is a valid C string.
+    check(unsafe {
+        libc::fchownat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            uid,
+            gid,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(())
+}
+
+/// `chmod` of the entry `fd` (an `O_PATH` descriptor of anything but a symlink) itself:
+/// `fchmodat2` with `AT_EMPTY_PATH` (Linux 6.6), else through the descriptor's own
+/// `/proc/self/fd` entry.
+pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    // SAFETY: the literal is a valid C string; the other arguments are plain integers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            mode as libc::mode_t,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if ret == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ENOSYS) {
+        chmod_through_proc(fd, mode).unwrap_or(Err(err))
+    } else {
+        Err(err)
+    }
+}
+
+/// `chmod` of `fd`'s own `/proc/self/fd` entry, for kernels without `fchmodat2`; `None`
+/// without `/proc`.
+fn chmod_through_proc(fd: BorrowedFd<'_>, mode: u32) -> Option<io::Result<()>> {
+    let (proc_dir, name) = super::proc_fd_entry(fd)?;
+    // SAFETY: `name` is a valid C string and `proc_dir` a live descriptor; the entry is our own
+    // descriptor's, so following it reaches that very file.
+    let ret =
+        unsafe { libc::fchmodat(proc_dir.as_raw_fd(), name.as_ptr(), mode as libc::mode_t, 0) };
+    Some(check(ret).map(drop))
+}
+
+/// Sets the times of the entry `fd` (an `O_PATH` descriptor) itself, a symlink included
+/// (`AT_EMPTY_PATH`, Linux 5.8).
+pub fn set_times_fd(fd: BorrowedFd<'_>, atime: SetTime, mtime: SetTime) -> io::Result<()> {
+    let times = [timespec(atime), timespec(mtime)];
+    // SAFETY: the literal is a valid C string and `times` holds two timespecs.
+    check(unsafe {
+        libc::utimensat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            times.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(())
+}
+
 /// A time to set with [`set_times_at`].
 #[derive(Debug, Clone, Copy)]
 pub enum SetTime {
@@ -325,7 +393,8 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
-    use crate::sys::{open_root, stat_at};
+    use crate::path::RelPath;
+    use crate::sys::{FileType, Open, open_root, stat_at};
 
     fn name(s: &str) -> Name {
         Name::new(s.as_bytes()).unwrap()
@@ -360,6 +429,37 @@ mod tests {
         unlink(fd, &name("d"), true).unwrap();
         unlink(fd, &name("f"), false).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn attributes_change_through_path_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = open_root(dir.path()).unwrap();
+        let fd = root.as_fd();
+        drop(create_file(fd, &name("f"), 0o640).unwrap());
+        symlink(b"f", fd, &name("l")).unwrap();
+        let file = crate::sys::resolve(fd, &RelPath::parse(b"f").unwrap(), Open::Path).unwrap();
+        let link = crate::sys::resolve(fd, &RelPath::parse(b"l").unwrap(), Open::Path).unwrap();
+        let before = stat_at(fd, &name("f")).unwrap();
+        chmod_fd(file.as_fd(), 0o600).unwrap();
+        assert_eq!(stat_at(fd, &name("f")).unwrap().perm, 0o600);
+        chmod_through_proc(file.as_fd(), 0o604).unwrap().unwrap();
+        assert_eq!(stat_at(fd, &name("f")).unwrap().perm, 0o604);
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(2_000_000);
+        set_times_fd(link.as_fd(), SetTime::Keep, SetTime::At(t)).unwrap();
+        chown_fd(link.as_fd(), 1234, 4321).unwrap();
+        let l = stat_at(fd, &name("l")).unwrap();
+        assert_eq!(
+            (l.kind, l.mtime, l.uid, l.gid),
+            (FileType::Symlink, t, 1234, 4321)
+        );
+        let f = stat_at(fd, &name("f")).unwrap();
+        assert_ne!(f.mtime, t, "the link's target got its time");
+        assert_eq!(
+            (f.uid, f.gid),
+            (before.uid, before.gid),
+            "the link's target got its owner"
+        );
     }
 
     #[test]

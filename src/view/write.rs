@@ -941,7 +941,18 @@ impl View {
             }
         }
         let _ns = self.lock_ns();
-        let (dir, name) = self.writable_copy(&path, &located)?;
+        // An entry already in the writable layer is changed through the descriptor it was
+        // located and checked by; one still only in SOURCE is copied up and changed by name.
+        let in_place = match &self.writes {
+            Writes::Overlay(upper) => located.layer == Layer::Upper && upper.contains(&path),
+            Writes::Direct => true,
+            Writes::Deny => false,
+        };
+        let by_name = if in_place {
+            None
+        } else {
+            Some(self.writable_copy(&path, &located)?)
+        };
         if let Some(size) = set.size {
             if st.kind != FileType::File {
                 return Err(if st.kind == FileType::Dir {
@@ -967,31 +978,40 @@ impl View {
                 upper.add_bytes(size as i64 - before as i64);
             }
         }
+        let fd = located.fd.as_fd();
         if let Some(mode) = set.mode {
             if st.kind != FileType::Symlink {
-                w::chmod_at(dir.as_fd(), &name, mode & 0o7777 & !SETID).map_err(io)?;
+                let mode = mode & 0o7777 & !SETID;
+                match &by_name {
+                    Some((dir, name)) => w::chmod_at(dir.as_fd(), name, mode),
+                    None => w::chmod_fd(fd, mode),
+                }
+                .map_err(io)?;
             }
         }
         if set.uid.is_some() || set.gid.is_some() {
-            w::chown_at(
-                dir.as_fd(),
-                &name,
-                set.uid.unwrap_or(u32::MAX),
-                set.gid.unwrap_or(u32::MAX),
-            )
+            let (uid, gid) = (set.uid.unwrap_or(u32::MAX), set.gid.unwrap_or(u32::MAX));
+            match &by_name {
+                Some((dir, name)) => w::chown_at(dir.as_fd(), name, uid, gid),
+                None => w::chown_fd(fd, uid, gid),
+            }
             .map_err(io)?;
         }
         if set.atime.is_some() || set.mtime.is_some() {
-            w::set_times_at(
-                dir.as_fd(),
-                &name,
-                set.atime.unwrap_or(SetTime::Keep),
-                set.mtime.unwrap_or(SetTime::Keep),
-            )
+            let atime = set.atime.unwrap_or(SetTime::Keep);
+            let mtime = set.mtime.unwrap_or(SetTime::Keep);
+            match &by_name {
+                Some((dir, name)) => w::set_times_at(dir.as_fd(), name, atime, mtime),
+                None => w::set_times_fd(fd, atime, mtime),
+            }
             .map_err(io)?;
         }
         self.wrote(&path);
-        Ok(self.sanitise(ino, self.locate(&path)?.stat))
+        let stat = match by_name {
+            Some(_) => self.locate(&path)?.stat,
+            None => sys::fstat(fd)?,
+        };
+        Ok(self.sanitise(ino, stat))
     }
 
     /// The root of the layer writes go to.

@@ -171,6 +171,62 @@ fn setuid_and_setgid_are_stripped_on_chmod_and_create() {
     });
 }
 
+/// chmod, chown and utimensat of entries the view already holds in its writable layer (a file
+/// it made, a file changed before, a symlink it made) change those entries and nothing else:
+/// setuid and setgid are still stripped, and a symlink is changed itself, not its target.
+#[test]
+fn attributes_of_entries_already_written_change_those_entries() {
+    both(|mode| {
+        let r = basic_rig(mode);
+        let m = r.mount(&basic_args(&r));
+        let ctx = |op: &str, rel: &str| format!("{} mode: {op} {rel}", mode.name());
+        fs::write(m.m("w/new.txt"), b"new\n").unwrap();
+        fs::set_permissions(m.m("w/f.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+        for rel in ["w/new.txt", "w/f.txt"] {
+            fs::set_permissions(m.m(rel), fs::Permissions::from_mode(0o6604))
+                .unwrap_or_else(|e| panic!("{}: {e}", ctx("chmod", rel)));
+            lchown(&m.m(rel), 1234, 4321).unwrap_or_else(|e| panic!("{}: {e}", ctx("chown", rel)));
+            utimens(&m.m(rel), 946_684_800, false)
+                .unwrap_or_else(|e| panic!("{}: {e}", ctx("utimensat", rel)));
+            for path in [m.m(rel), r.layer(rel)] {
+                let md = fs::symlink_metadata(&path).unwrap();
+                assert_eq!(md.mode() & 0o7777, 0o604, "{}", ctx("mode of", rel));
+                assert_eq!(
+                    (md.uid(), md.gid()),
+                    (1234, 4321),
+                    "{}",
+                    ctx("owner of", rel)
+                );
+                assert_eq!(md.mtime(), 946_684_800, "{}", ctx("mtime of", rel));
+            }
+        }
+        std::os::unix::fs::symlink("f.txt", m.m("w/link")).unwrap();
+        let target = fs::symlink_metadata(r.layer("w/f.txt")).unwrap();
+        lchown(&m.m("w/link"), 2222, 3333)
+            .unwrap_or_else(|e| panic!("{}: {e}", ctx("lchown", "w/link")));
+        utimens(&m.m("w/link"), 1_000_000_000, true)
+            .unwrap_or_else(|e| panic!("{}: {e}", ctx("utimensat nofollow", "w/link")));
+        for path in [m.m("w/link"), r.layer("w/link")] {
+            let md = fs::symlink_metadata(&path).unwrap();
+            assert!(md.file_type().is_symlink(), "{}", ctx("type of", "w/link"));
+            assert_eq!(
+                (md.uid(), md.gid()),
+                (2222, 3333),
+                "{}",
+                ctx("owner of", "w/link")
+            );
+            assert_eq!(md.mtime(), 1_000_000_000, "{}", ctx("mtime of", "w/link"));
+        }
+        let after = fs::symlink_metadata(r.layer("w/f.txt")).unwrap();
+        assert_eq!(
+            (after.uid(), after.gid(), after.mtime()),
+            (target.uid(), target.gid(), target.mtime()),
+            "{}",
+            ctx("the link's target changed with", "w/link")
+        );
+    });
+}
+
 #[test]
 fn copy_up_strips_setuid_and_security_capability() {
     let r = basic_rig(Mode::Overlay);
