@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How fast is scopefs? Times the same workloads on the directory itself (native), on scopefs
-# (default options, and each --cache mode `scopefs mount --help` offers), on bindfs and on
+# (default options, and each other --cache mode `scopefs mount --help` offers), on bindfs and on
 # fuse-overlayfs, each on a fresh mount, and prints one table with the ratios.
 #
 #   scripts/bench.sh              full run: the linux-source-6.1 tree (~78k files) + 1 GiB file
@@ -150,8 +150,8 @@ prepare_scopefs() {
   mv "$WORKDIR/bin/scopefs.tmp" "$WORKDIR/bin/scopefs"
   SCOPEFS=$WORKDIR/bin/scopefs
 
-  # One variant per --cache mode, if the binary has the option: values from clap's
-  # "[possible values: a, b]" or its long-help list ("- a: ...").
+  # One variant per --cache mode but the default (the plain "scopefs" run), if the binary has
+  # the option: values from clap's "[possible values: a, b]" or its long-help list ("- a: ...").
   local help modes
   help=$("$SCOPEFS" mount --help)
   modes=$(awk '
@@ -165,8 +165,13 @@ prepare_scopefs() {
     }
     END {
       gsub(/[ \t]+/, " ", buf)
-      if (listed != "") print listed
-      else if (match(buf, /possible values: [^]]*/)) { v = substr(buf, RSTART + 17, RLENGTH - 17); gsub(/,/, " ", v); print v }
+      if (listed == "" && match(buf, /possible values: [^]]*/)) {
+        listed = substr(buf, RSTART + 17, RLENGTH - 17); gsub(/,/, " ", listed)
+      }
+      if (match(buf, /\[default: [^]]*/)) default = substr(buf, RSTART + 10, RLENGTH - 10)
+      n = split(listed, all, " ")
+      for (i = 1; i <= n; i++) if (all[i] != default) out = out " " all[i]
+      print out
     }' <<< "$help")
   if [[ -z $modes ]] && grep -q -- '--cache' <<< "$help"; then
     echo "note: scopefs has a --cache option but no list of values was found; add variants to SCOPEFS_VARIANTS" >&2
