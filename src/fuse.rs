@@ -6,8 +6,9 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
@@ -30,6 +31,53 @@ use crate::view::{
 /// Synthetic inode counts for `statfs`: the real ones would count hidden files.
 const STATFS_FILES: u64 = 1 << 32;
 
+/// How long the requests being served must have been none before an unmount goes ahead.
+const SETTLE: Duration = Duration::from_millis(5);
+
+/// Counts the requests the daemon has taken and not yet answered. An unmount ends the kernel's
+/// side of the connection at once, and a reply written after that fails (fuser logs each such
+/// failure as an error, on the terminal of `run` or a foreground mount), so the unmount first
+/// lets the requests in hand be answered.
+#[derive(Debug, Clone, Default)]
+pub struct Serving(Arc<AtomicUsize>);
+
+/// One request being served, counted until dropped.
+struct Served<'a>(&'a AtomicUsize);
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Serving {
+    fn enter(&self) -> Served<'_> {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        Served(&self.0)
+    }
+
+    /// Waits, for at most `limit`, until no request has been in hand for [`SETTLE`]; whether
+    /// that happened.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        let start = Instant::now();
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            if self.0.load(Ordering::Acquire) == 0 {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= SETTLE {
+                    return true;
+                }
+            } else {
+                idle_since = None;
+            }
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
 /// The fuser file system: a [`View`] behind the kernel protocol.
 pub struct ScopeFs {
     view: Arc<View>,
@@ -40,6 +88,7 @@ pub struct ScopeFs {
     /// Whether `open` and `opendir` are answered with `ENOSYS`, so the kernel stops sending
     /// them: each file read it cannot serve from its cache is then decided by `read` alone.
     no_open: bool,
+    serving: Serving,
 }
 
 impl ScopeFs {
@@ -50,7 +99,19 @@ impl ScopeFs {
             passthrough: false,
             backings: Backings::default(),
             no_open: false,
+            serving: Serving::default(),
         }
+    }
+
+    /// The count of requests in hand, for whoever unmounts the view.
+    pub fn serving(&self) -> Serving {
+        self.serving.clone()
+    }
+
+    /// Marks the calling thread as serving `op` for `req` (for the audit log) and counts the
+    /// request as in hand, until the guards drop.
+    fn enter(&self, op: &'static str, req: &Request) -> (audit::RequestGuard, Served<'_>) {
+        (audit::enter(op, req.pid(), req.uid()), self.serving.enter())
     }
 
     /// For a view the kernel mounts read-only (so it refuses every write open itself), with
@@ -270,7 +331,7 @@ impl Filesystem for ScopeFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEntry) {
-        let _request = audit::enter("lookup", req.pid(), req.uid());
+        let _request = self.enter("lookup", req);
         let name = match name(name_os) {
             Ok(n) => n,
             Err(e) => return reply.error(fail("lookup", &e)),
@@ -294,7 +355,7 @@ impl Filesystem for ScopeFs {
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let _request = audit::enter("getattr", req.pid(), req.uid());
+        let _request = self.enter("getattr", req);
         match self.view.getattr(ino.0, fh.map(|fh| fh.0)) {
             Ok(st) => reply.attr(&self.ttl(None, ino.0, st.kind), &attr(&st)),
             Err(e) => reply.error(fail("getattr", &e)),
@@ -319,7 +380,7 @@ impl Filesystem for ScopeFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let _request = audit::enter("setattr", req.pid(), req.uid());
+        let _request = self.enter("setattr", req);
         let set = SetAttr {
             mode,
             uid,
@@ -338,7 +399,7 @@ impl Filesystem for ScopeFs {
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
-        let _request = audit::enter("readlink", req.pid(), req.uid());
+        let _request = self.enter("readlink", req);
         match self.view.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(fail("readlink", &e)),
@@ -355,7 +416,7 @@ impl Filesystem for ScopeFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        let _request = audit::enter("mknod", req.pid(), req.uid());
+        let _request = self.enter("mknod", req);
         let result =
             name(name_os).and_then(|n| self.view.mknod(parent.0, &n, mode, umask, caller(req)));
         entry(reply, self.with_ttl(parent, result), "mknod");
@@ -370,20 +431,20 @@ impl Filesystem for ScopeFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let _request = audit::enter("mkdir", req.pid(), req.uid());
+        let _request = self.enter("mkdir", req);
         let result =
             name(name_os).and_then(|n| self.view.mkdir(parent.0, &n, mode, umask, caller(req)));
         entry(reply, self.with_ttl(parent, result), "mkdir");
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEmpty) {
-        let _request = audit::enter("unlink", req.pid(), req.uid());
+        let _request = self.enter("unlink", req);
         let result = name(name_os).and_then(|n| self.view.remove(parent.0, &n, false));
         empty(reply, result, "unlink");
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEmpty) {
-        let _request = audit::enter("rmdir", req.pid(), req.uid());
+        let _request = self.enter("rmdir", req);
         let result = name(name_os).and_then(|n| self.view.remove(parent.0, &n, true));
         empty(reply, result, "rmdir");
     }
@@ -396,7 +457,7 @@ impl Filesystem for ScopeFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let _request = audit::enter("symlink", req.pid(), req.uid());
+        let _request = self.enter("symlink", req);
         let result = name(link_name).and_then(|n| {
             self.view
                 .symlink(parent.0, &n, target.as_os_str().as_bytes(), caller(req))
@@ -414,7 +475,7 @@ impl Filesystem for ScopeFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let _request = audit::enter("rename", req.pid(), req.uid());
+        let _request = self.enter("rename", req);
         let result = name(name_os).and_then(|from| {
             let to = name(newname)?;
             self.view
@@ -431,13 +492,13 @@ impl Filesystem for ScopeFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let _request = audit::enter("link", req.pid(), req.uid());
+        let _request = self.enter("link", req);
         let result = name(newname).and_then(|n| self.view.link(ino.0, newparent.0, &n));
         entry(reply, self.with_ttl(newparent, result), "link");
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let _request = audit::enter("open", req.pid(), req.uid());
+        let _request = self.enter("open", req);
         if self.no_open {
             // Not a failure: the kernel treats ENOSYS as "open needs no daemon" from now on.
             return reply.error(Errno::ENOSYS);
@@ -474,7 +535,7 @@ impl Filesystem for ScopeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let _request = audit::enter("read", req.pid(), req.uid());
+        let _request = self.enter("read", req);
         let result = if self.unopened(fh) {
             self.view.read_node(ino.0, offset, size)
         } else {
@@ -498,7 +559,7 @@ impl Filesystem for ScopeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let _request = audit::enter("write", req.pid(), req.uid());
+        let _request = self.enter("write", req);
         match self.view.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(fail("write", &e)),
@@ -515,7 +576,7 @@ impl Filesystem for ScopeFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let _request = audit::enter("release", req.pid(), req.uid());
+        let _request = self.enter("release", req);
         self.backings.release(ino.0, fh.0);
         self.view.release(fh.0);
         reply.ok();
@@ -529,7 +590,7 @@ impl Filesystem for ScopeFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _request = audit::enter("fsync", req.pid(), req.uid());
+        let _request = self.enter("fsync", req);
         let result = if self.unopened(fh) {
             // A file of a read-only view, opened without the daemon: nothing was written, so
             // there is nothing to sync once the node is found still visible.
@@ -548,7 +609,7 @@ impl Filesystem for ScopeFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _request = audit::enter("fsyncdir", req.pid(), req.uid());
+        let _request = self.enter("fsyncdir", req);
         empty(reply, self.view.fsync_dir(ino.0), "fsyncdir");
     }
 
@@ -562,6 +623,7 @@ impl Filesystem for ScopeFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _request = self.serving.enter();
         reply.error(Errno::ENOSYS);
     }
 
@@ -576,6 +638,7 @@ impl Filesystem for ScopeFs {
         _whence: i32,
         reply: ReplyLseek,
     ) {
+        let _request = self.serving.enter();
         reply.error(Errno::ENOSYS);
     }
 
@@ -591,11 +654,12 @@ impl Filesystem for ScopeFs {
         _flags: PollFlags,
         reply: ReplyPoll,
     ) {
+        let _request = self.serving.enter();
         reply.error(Errno::ENOSYS);
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let _request = audit::enter("opendir", req.pid(), req.uid());
+        let _request = self.enter("opendir", req);
         if self.no_open {
             return reply.error(Errno::ENOSYS);
         }
@@ -613,7 +677,7 @@ impl Filesystem for ScopeFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let _request = audit::enter("readdir", req.pid(), req.uid());
+        let _request = self.enter("readdir", req);
         let dir = match self.listing(ino, fh, offset) {
             Ok(dir) => dir,
             Err(e) => return reply.error(fail("readdir", &e)),
@@ -656,7 +720,7 @@ impl Filesystem for ScopeFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let _request = audit::enter("readdirplus", req.pid(), req.uid());
+        let _request = self.enter("readdirplus", req);
         let dir = match self.listing(ino, fh, offset) {
             Ok(dir) => dir,
             Err(e) => return reply.error(fail("readdirplus", &e)),
@@ -716,13 +780,13 @@ impl Filesystem for ScopeFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let _request = audit::enter("releasedir", req.pid(), req.uid());
+        let _request = self.enter("releasedir", req);
         self.view.releasedir(fh.0);
         reply.ok();
     }
 
     fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let _request = audit::enter("statfs", req.pid(), req.uid());
+        let _request = self.enter("statfs", req);
         match self.view.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks,
@@ -748,7 +812,7 @@ impl Filesystem for ScopeFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let _request = audit::enter("setxattr", req.pid(), req.uid());
+        let _request = self.enter("setxattr", req);
         let result = self
             .view
             .set_xattr(ino.0, name.as_bytes(), Some(value), flags);
@@ -756,7 +820,7 @@ impl Filesystem for ScopeFs {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let _request = audit::enter("getxattr", req.pid(), req.uid());
+        let _request = self.enter("getxattr", req);
         xattr(
             reply,
             self.view.getxattr(ino.0, name.as_bytes()),
@@ -766,18 +830,18 @@ impl Filesystem for ScopeFs {
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let _request = audit::enter("listxattr", req.pid(), req.uid());
+        let _request = self.enter("listxattr", req);
         xattr(reply, self.view.listxattr(ino.0), size, "listxattr");
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _request = audit::enter("removexattr", req.pid(), req.uid());
+        let _request = self.enter("removexattr", req);
         let result = self.view.set_xattr(ino.0, name.as_bytes(), None, 0);
         empty(reply, result, "removexattr");
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        let _request = audit::enter("access", req.pid(), req.uid());
+        let _request = self.enter("access", req);
         empty(reply, self.view.access(ino.0, mask.bits()), "access");
     }
 
@@ -791,7 +855,7 @@ impl Filesystem for ScopeFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let _request = audit::enter("create", req.pid(), req.uid());
+        let _request = self.enter("create", req);
         let result =
             name(name_os).and_then(|n| self.view.create(parent.0, &n, mode, umask, caller(req)));
         match result {
@@ -817,7 +881,7 @@ impl Filesystem for ScopeFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        let _request = audit::enter("ioctl", req.pid(), req.uid());
+        let _request = self.enter("ioctl", req);
         reply.error(Errno::from_i32(libc::ENOTTY));
     }
 
@@ -831,7 +895,7 @@ impl Filesystem for ScopeFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let _request = audit::enter("fallocate", req.pid(), req.uid());
+        let _request = self.enter("fallocate", req);
         empty(
             reply,
             self.view.fallocate(fh.0, mode, offset, length),
@@ -852,7 +916,7 @@ impl Filesystem for ScopeFs {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        let _request = audit::enter("copy_file_range", req.pid(), req.uid());
+        let _request = self.enter("copy_file_range", req);
         // Not offered: the kernel remembers and falls back to reads and writes, which the view
         // checks.
         reply.error(Errno::from_i32(libc::ENOSYS));
@@ -948,4 +1012,39 @@ pub fn forget_everything(view: &View, notifier: &fuser::Notifier) -> usize {
         let _ = notifier.inval_inode(INodeNo(node), 0, 0);
     }
     names.len()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unmount_waits_for_the_requests_in_hand() {
+        let serving = Serving::default();
+        assert!(serving.wait_idle(Duration::from_secs(1)), "nothing in hand");
+        let taken = serving.enter();
+        assert!(
+            !serving.wait_idle(Duration::from_millis(20)),
+            "a request in hand was not waited for"
+        );
+        let answering = std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let start = Instant::now();
+                (serving.wait_idle(Duration::from_secs(5)), start.elapsed())
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            drop(taken);
+            waiter.join().unwrap()
+        });
+        assert!(
+            answering.0,
+            "the wait ended before the request was answered"
+        );
+        assert!(
+            answering.1 >= Duration::from_millis(50) + SETTLE,
+            "waited only {:?}",
+            answering.1
+        );
+    }
 }

@@ -21,7 +21,7 @@ use signal_hook::iterator::Signals;
 use crate::audit::Audit;
 use crate::cli::PolicyArgs;
 use crate::error::{CliError, CliResult, ExitCode};
-use crate::fuse::ScopeFs;
+use crate::fuse::{ScopeFs, Serving};
 use crate::overlay::Overlay;
 use crate::policy::{Policy, WriteMode};
 use crate::sys::{self, mountinfo};
@@ -29,6 +29,9 @@ use crate::view::{CacheMode, Upper, UpperLimits, View, Watches, Writes};
 
 /// How long `mount` waits for the daemon to answer before giving up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an unmount waits for the requests in hand to be answered.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Args)]
 pub struct MountCmd {
@@ -297,6 +300,8 @@ pub struct Started {
     pub audit: Option<Arc<Audit>>,
     /// The events of the view's watches, for [`crate::fuse::follow_changes`].
     pub changes: Option<inotify::Inotify>,
+    /// The requests being served, for [`unmount_view`].
+    pub serving: Serving,
 }
 
 impl Started {
@@ -358,6 +363,7 @@ pub fn start(prepared: &Prepared, options: &MountOptions) -> CliResult<Started> 
     }
     let view = Arc::new(view.with_cache(options.cache));
     let fs = ScopeFs::new(view.clone(), options.cache).without_opens(read_only(&prepared.policy));
+    let serving = fs.serving();
     let session = if sys::euid() == 0 {
         mount_direct(fs, prepared, options)?
     } else {
@@ -381,11 +387,16 @@ pub fn start(prepared: &Prepared, options: &MountOptions) -> CliResult<Started> 
         view,
         audit,
         changes,
+        serving,
     })
 }
 
-/// Unmounts the view at `mountpoint`, detaching it lazily if it is busy.
-pub fn unmount_view(mountpoint: &Path, unmounter: &mut fuser::SessionUnmounter) {
+/// Unmounts the view at `mountpoint` once the requests in hand are answered, detaching it
+/// lazily if it is busy.
+pub fn unmount_view(mountpoint: &Path, unmounter: &mut fuser::SessionUnmounter, serving: &Serving) {
+    if !serving.wait_idle(DRAIN_TIMEOUT) {
+        tracing::debug!("requests still in hand after {DRAIN_TIMEOUT:?}; unmounting anyway");
+    }
     let result = if sys::euid() == 0 {
         sys::unmount(mountpoint, false)
     } else {
@@ -413,6 +424,7 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
         view,
         audit,
         changes,
+        serving,
     } = match start(&prepared, options) {
         Ok(s) => s,
         Err(e) => return report(e),
@@ -433,7 +445,7 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
                         continue;
                     }
                     tracing::info!(signal, "unmounting");
-                    unmount_view(&mountpoint, &mut unmounter);
+                    unmount_view(&mountpoint, &mut unmounter, &serving);
                     break;
                 }
             });

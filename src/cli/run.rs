@@ -97,6 +97,7 @@ impl RunCmd {
         let session = started.session;
         let serving = view.clone();
         let changes = started.changes;
+        let in_hand = started.serving;
         let changes_notifier = session.notifier();
         // Only the serving threads are confined: this thread must still start the command
         // (which inherits nothing of it) and unmount.
@@ -112,7 +113,7 @@ impl RunCmd {
 
         let status = self.spawn_and_wait(&prepared.source, &prepared.mountpoint, &view, &notifier);
 
-        mount::unmount_view(&prepared.mountpoint, &mut unmounter);
+        mount::unmount_view(&prepared.mountpoint, &mut unmounter, &in_hand);
         match background.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "the file system thread ended with an error"),
