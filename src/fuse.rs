@@ -56,8 +56,8 @@ impl Serving {
         Served(&self.0)
     }
 
-    /// Waits, for at most `limit`, until no request has been in hand for [`SETTLE`]; whether
-    /// that happened.
+    /// Waits, for at most `limit`, until no request has been in hand for a few milliseconds;
+    /// whether that happened.
     pub fn wait_idle(&self, limit: Duration) -> bool {
         let start = Instant::now();
         let mut idle_since: Option<Instant> = None;
