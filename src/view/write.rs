@@ -964,8 +964,14 @@ impl View {
             let handle = match fh.and_then(|fh| self.files.lock().get(&fh).cloned()) {
                 Some(h) if h.path.is_some() => h,
                 _ => std::sync::Arc::new(Handle {
-                    file: sys::open_regular(self.layer_root_for_write(), &path, true)
-                        .map_err(FsError::resolving)?,
+                    file: match by_name {
+                        None => {
+                            let root = self.layer_root(located.layer);
+                            sys::reopen_regular(root, &path, located.fd.as_fd(), &st, true)
+                        }
+                        Some(_) => sys::open_regular(self.layer_root_for_write(), &path, true),
+                    }
+                    .map_err(FsError::resolving)?,
                     node: ino,
                     upper: self.upper().is_some(),
                     path: Some(path.clone()),
