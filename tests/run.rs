@@ -236,11 +236,57 @@ fn nothing_left_after_the_command_is_killed_from_outside() {
     wait_for_file(&pid_file, &mut child, &cap);
     live_mount_under(&stage.tmp);
 
-    let pid: i32 = stage.out_file("pid").trim().parse().unwrap();
+    // The command wrote its pid in its own PID namespace; kill it by its pid out here.
+    let ns_pid: i32 = stage.out_file("pid").trim().parse().unwrap();
+    let pid = host_pid(child.id(), ns_pid);
     common::signal(pid, libc::SIGKILL);
     let status = wait_run(&mut child, &cap);
     assert_eq!(status.code(), Some(137), "stderr: {}", cap.stderr());
     stage.assert_clean("command SIGKILLed");
+}
+
+/// The pid, as seen here, of the descendant of `ancestor` whose pid in its own (innermost)
+/// PID namespace is `ns_pid` (the `NSpid:` line of /proc/PID/status lists both).
+fn host_pid(ancestor: u32, ns_pid: i32) -> i32 {
+    let status = |pid: &str| fs::read_to_string(format!("/proc/{pid}/status")).ok();
+    let field = |text: &str, name: &str| -> Vec<i32> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let descends = |mut pid: i32| {
+        while pid > 1 {
+            if pid == i32::try_from(ancestor).unwrap() {
+                return true;
+            }
+            pid = status(&pid.to_string())
+                .and_then(|s| field(&s, "PPid:").first().copied())
+                .unwrap_or(0);
+        }
+        false
+    };
+    let found: Vec<i32> = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| {
+            let nspid = field(&status(&name)?, "NSpid:");
+            (nspid.len() > 1 && nspid.last() == Some(&ns_pid))
+                .then(|| nspid.first().copied())
+                .flatten()
+        })
+        .filter(|pid| descends(*pid))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one process of pid {ns_pid} in run's namespace: {found:?}"
+    );
+    found.into_iter().next().unwrap()
 }
 
 #[test]

@@ -10,6 +10,7 @@ use crate::policy::WriteMode;
 
 pub mod apply;
 pub mod check;
+pub mod contain;
 pub mod diff;
 pub mod discard;
 pub mod docs;
@@ -51,6 +52,9 @@ pub enum Command {
     /// Print the manual page (or write all of them with --out-dir).
     #[command(hide = true)]
     Man(docs::ManCmd),
+    /// Internal: the contained side of `run`, which starts it.
+    #[command(name = "internal-contain", hide = true)]
+    InternalContain(contain::ContainCmd),
 }
 
 /// The policy options shared by `mount`, `run`, `explain` and `check` (SPEC §1).
@@ -114,5 +118,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Discard(cmd) => cmd.run(),
         Command::Completions(cmd) => cmd.run(),
         Command::Man(cmd) => cmd.run(),
+        Command::InternalContain(cmd) => cmd.run(),
     }
 }

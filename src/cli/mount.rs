@@ -213,18 +213,35 @@ fn check_mountpoint(mountpoint: &Path) -> CliResult<PathBuf> {
     Ok(canonical)
 }
 
-fn check_fuse_device() -> CliResult {
-    match std::fs::OpenOptions::new()
+fn open_fuse_device() -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/fuse")
-    {
-        Ok(_) => Ok(()),
+}
+
+/// Whether this process may open `/dev/fuse` itself.
+pub fn fuse_device_opens() -> bool {
+    open_fuse_device().is_ok()
+}
+
+/// The FUSE device must be there and open to this process; a normal user also needs
+/// `fusermount3`, which mounts on the user's behalf (and opens the device with the user's own
+/// rights, so it cannot help where the device is closed to them).
+fn check_fuse_device() -> CliResult {
+    match open_fuse_device() {
+        Ok(_) if sys::euid() == 0 || sys::fusermount::find().is_some() => Ok(()),
+        Ok(_) => Err(CliError::runtime(
+            "a normal user mounts through fusermount3, which is not installed: install the fuse3 package, or run as root",
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::runtime(
             "no /dev/fuse on this machine: load the module with `modprobe fuse`, or in a container run with `--device /dev/fuse --cap-add SYS_ADMIN`",
         )),
+        Err(e) if sys::euid() != 0 => Err(CliError::runtime(format!(
+            "cannot open /dev/fuse ({e}): this host lets only root use FUSE; open it to normal users with `chmod 0666 /dev/fuse` as root (what udev does on most distributions), or run as root"
+        ))),
         Err(e) => Err(CliError::runtime(format!(
-            "cannot open /dev/fuse ({e}): run as root or install fuse3 for unprivileged mounts"
+            "cannot open /dev/fuse ({e}): check its permissions (in a container: --device /dev/fuse)"
         ))),
     }
 }
@@ -367,17 +384,7 @@ pub fn start(prepared: &Prepared, options: &MountOptions) -> CliResult<Started> 
     let session = if sys::euid() == 0 {
         mount_direct(fs, prepared, options)?
     } else {
-        Session::new(
-            fs,
-            &prepared.mountpoint,
-            &fuse_config(&prepared.policy, options),
-        )
-        .map_err(|e| {
-            CliError::runtime(format!(
-                "cannot mount at {}: {e}; install fusermount3 (package fuse3) or run as root",
-                prepared.mountpoint.display()
-            ))
-        })?
+        mount_with_fusermount(fs, prepared, options)?
     };
     if let Err(e) = sys::set_non_dumpable() {
         tracing::warn!(error = %e, "cannot make the daemon non-dumpable");
@@ -392,19 +399,21 @@ pub fn start(prepared: &Prepared, options: &MountOptions) -> CliResult<Started> 
 }
 
 /// Unmounts the view at `mountpoint` once the requests in hand are answered, detaching it
-/// lazily if it is busy.
-pub fn unmount_view(mountpoint: &Path, unmounter: &mut fuser::SessionUnmounter, serving: &Serving) {
+/// lazily if it is busy: with umount2 as root, with `fusermount3 -u` as a normal user.
+pub fn unmount_view(mountpoint: &Path, serving: &Serving) {
     if !serving.wait_idle(DRAIN_TIMEOUT) {
         tracing::debug!("requests still in hand after {DRAIN_TIMEOUT:?}; unmounting anyway");
     }
-    let result = if sys::euid() == 0 {
-        sys::unmount(mountpoint, false)
-    } else {
-        unmounter.unmount()
+    let unmount = |lazy| {
+        if sys::euid() == 0 {
+            sys::unmount(mountpoint, lazy)
+        } else {
+            sys::fusermount::unmount(mountpoint, lazy)
+        }
     };
-    if let Err(e) = result {
+    if let Err(e) = unmount(false) {
         tracing::warn!(error = %e, "unmount failed; detaching lazily");
-        if let Err(e) = sys::unmount(mountpoint, true) {
+        if let Err(e) = unmount(true) {
             tracing::error!(error = %e, "cannot detach the mount");
         }
     }
@@ -420,7 +429,7 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
         }
     };
     let Started {
-        mut session,
+        session,
         view,
         audit,
         changes,
@@ -429,7 +438,6 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
         Ok(s) => s,
         Err(e) => return report(e),
     };
-    let mut unmounter = session.unmount_callable();
     let notifier = session.notifier();
     let mountpoint = prepared.mountpoint.clone();
     let args = args.clone();
@@ -445,7 +453,7 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
                         continue;
                     }
                     tracing::info!(signal, "unmounting");
-                    unmount_view(&mountpoint, &mut unmounter, &serving);
+                    unmount_view(&mountpoint, &serving);
                     break;
                 }
             });
@@ -521,6 +529,16 @@ fn open_writes(prepared: &Prepared) -> CliResult<Writes> {
     })
 }
 
+fn kernel_mount_options(prepared: &Prepared, options: &MountOptions) -> sys::FuseMountOptions {
+    sys::FuseMountOptions {
+        source: format!("{}{}", mountinfo::SOURCE_PREFIX, std::process::id()),
+        fs_type: "fuse.scopefs".into(),
+        read_only: read_only(&prepared.policy),
+        allow_other: options.allow_other,
+        default_permissions: options.allow_other,
+    }
+}
+
 /// As root: mounts with mount(2) directly, typed `fuse.scopefs`, and starts a session on the
 /// connection. A failed handshake leaves nothing mounted.
 fn mount_direct(
@@ -528,23 +546,56 @@ fn mount_direct(
     prepared: &Prepared,
     options: &MountOptions,
 ) -> CliResult<Session<ScopeFs>> {
-    let mount_options = sys::FuseMountOptions {
-        source: format!("{}{}", mountinfo::SOURCE_PREFIX, std::process::id()),
-        fs_type: "fuse.scopefs".into(),
-        read_only: read_only(&prepared.policy),
-        allow_other: options.allow_other,
-        default_permissions: options.allow_other,
-    };
     let shown = prepared.mountpoint.display();
-    let fd = sys::mount_fuse(&prepared.mountpoint, &mount_options)
-        .map_err(|e| CliError::runtime(format!("cannot mount at {shown}: {e}")))?;
+    let fd = sys::mount_fuse(
+        &prepared.mountpoint,
+        &kernel_mount_options(prepared, options),
+    )
+    .map_err(|e| CliError::runtime(format!("cannot mount at {shown}: {e}")))?;
+    start_session(fs, fd, prepared, options, |path| sys::unmount(path, true))
+}
+
+/// As a normal user: mounts through `fusermount3` (which opens `/dev/fuse` as root on the
+/// user's behalf) and starts a session on the connection it hands back.
+fn mount_with_fusermount(
+    fs: ScopeFs,
+    prepared: &Prepared,
+    options: &MountOptions,
+) -> CliResult<Session<ScopeFs>> {
+    let shown = prepared.mountpoint.display();
+    let fusermount = sys::fusermount::find().ok_or_else(|| {
+        CliError::runtime(format!(
+            "cannot mount at {shown} as a normal user without fusermount3: install the fuse3 package, or run as root"
+        ))
+    })?;
+    let fd = sys::fusermount::mount(
+        &fusermount,
+        &prepared.mountpoint,
+        &kernel_mount_options(prepared, options),
+    )
+    .map_err(|e| CliError::runtime(format!("cannot mount at {shown}: {e}")))?;
+    start_session(fs, fd, prepared, options, |path| {
+        sys::fusermount::unmount(path, true)
+    })
+}
+
+/// Starts a session on a fresh FUSE connection; if the kernel's handshake fails, `detach`
+/// removes the mount again.
+fn start_session(
+    fs: ScopeFs,
+    fd: std::os::fd::OwnedFd,
+    prepared: &Prepared,
+    options: &MountOptions,
+    detach: impl Fn(&Path) -> std::io::Result<()>,
+) -> CliResult<Session<ScopeFs>> {
     let config = fuse_config(&prepared.policy, options);
     Session::from_fd(fs, fd, config.acl, config).map_err(|e| {
-        if let Err(e) = sys::unmount(&prepared.mountpoint, true) {
+        if let Err(e) = detach(&prepared.mountpoint) {
             tracing::error!(error = %e, "cannot detach the failed mount");
         }
         CliError::runtime(format!(
-            "the kernel did not start the file system at {shown}: {e}"
+            "the kernel did not start the file system at {}: {e}",
+            prepared.mountpoint.display()
         ))
     })
 }

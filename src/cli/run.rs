@@ -1,15 +1,16 @@
 //! `scopefs run`: mount a view, run one command in it, and clean up whatever happens.
 //!
-//! The view is served from this process while the command runs as a child, with its working
-//! directory at the view's counterpart of the caller's and `SCOPEFS_VIEW` set. SIGINT and
-//! SIGTERM are passed on to the command; when it ends (or is killed) the view is unmounted and
-//! the temporary mountpoint and overlay are removed. The exit status is the command's, or
-//! 128+N when signal N ended it.
+//! The view is served from this process while the command runs contained
+//! ([`crate::sys::contain`]: namespaces of its own, the view locked over SOURCE, the overlay out
+//! of reach), with its working directory at the view's counterpart of the caller's and
+//! `SCOPEFS_VIEW` set. SIGINT and SIGTERM are passed on to the command; when it ends (or is
+//! killed) everything it started ends too, the view is unmounted and the temporary mountpoint
+//! and overlay are removed. The exit status is the command's, or 128+N when signal N ended it.
 
 use std::ffi::OsString;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use clap::Args;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -20,6 +21,7 @@ use crate::cli::PolicyArgs;
 use crate::error::{CliError, CliResult};
 use crate::policy::{Policy, WriteMode};
 use crate::sys;
+use crate::sys::contain::{Identity, Report, Spec};
 
 #[derive(Debug, Args)]
 pub struct RunCmd {
@@ -37,9 +39,13 @@ pub struct RunCmd {
     /// Mount the view here (an empty directory) instead of a fresh temporary one.
     #[arg(long, value_name = "DIR", conflicts_with = "in_place")]
     pub mountpoint: Option<PathBuf>,
-    /// Run the command in a private mount namespace where the view covers SOURCE's own path.
+    /// Run the command at SOURCE's own path, which the view covers in its namespace.
     #[arg(long = "in-place")]
     pub in_place: bool,
+    /// Run the command as this user (name or uid; root only), with its groups, HOME, USER and
+    /// LOGNAME. Implies --allow-other.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
     /// Keep the temporary overlay at exit (its path is printed).
     #[arg(long = "keep-overlay")]
     pub keep_overlay: bool,
@@ -59,6 +65,16 @@ impl RunCmd {
     fn run_command(mut self) -> CliResult<i32> {
         let policy =
             Policy::from_args(&self.policy).map_err(|e| CliError::usage(e.first_line()))?;
+        let user = self.identity()?;
+        // The command is contained in a user namespace: fail now, with nothing mounted, where
+        // the host forbids them.
+        sys::ns::probe_userns().map_err(|e| CliError::runtime(sys::ns::refusal(&e)))?;
+        if sys::euid() != 0 && sys::fusermount::find().is_none() && mount::fuse_device_opens() {
+            // A normal user without fusermount3 mounts the view inside a user namespace of
+            // its own, where only the command sees it.
+            sys::ns::become_root_with_own_mounts()
+                .map_err(|e| CliError::runtime(sys::ns::refusal(&e)))?;
+        }
         let scratch = tempfile::Builder::new()
             .prefix("scopefs-run.")
             .tempdir()
@@ -84,13 +100,13 @@ impl RunCmd {
         };
         let prepared = mount::prepare(&self.policy, &self.source, &mountpoint)?;
         let options = MountOptions {
-            allow_other: self.allow_other,
+            // Another user enters the view only with allow_other (and the kernel's checks).
+            allow_other: self.allow_other || user.is_some(),
             threads: self.threads,
             cache: self.cache,
             ..MountOptions::default()
         };
-        let mut started = mount::start(&prepared, &options)?;
-        let mut unmounter = started.session.unmount_callable();
+        let started = mount::start(&prepared, &options)?;
         let notifier = started.session.notifier();
         let view = started.view;
         let started_audit = started.audit;
@@ -111,9 +127,10 @@ impl RunCmd {
             })
             .map_err(|e| CliError::runtime(format!("cannot start serving the view: {e}")))?;
 
-        let status = self.spawn_and_wait(&prepared.source, &prepared.mountpoint, &view, &notifier);
+        let spec = self.spec(&prepared, scratch.path(), user);
+        let status = spec.and_then(|spec| self.spawn_and_wait(spec, &view, &notifier));
 
-        mount::unmount_view(&prepared.mountpoint, &mut unmounter, &in_hand);
+        mount::unmount_view(&prepared.mountpoint, &in_hand);
         match background.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "the file system thread ended with an error"),
@@ -141,72 +158,157 @@ impl RunCmd {
         status
     }
 
-    /// Starts the command in the view, passes on SIGINT/SIGTERM (and reloads the policy on
-    /// SIGHUP) while it runs, and returns its exit status.
-    fn spawn_and_wait(
+    /// The user of `--user`, looked up (root only).
+    fn identity(&self) -> CliResult<Option<Identity>> {
+        let Some(name) = &self.user else {
+            return Ok(None);
+        };
+        if sys::euid() != 0 {
+            return Err(CliError::usage(format!(
+                "--user {name} needs root: as a normal user the command runs as you; drop --user"
+            )));
+        }
+        match Identity::lookup(name) {
+            Ok(Some(identity)) => Ok(Some(identity)),
+            Ok(None) => Err(CliError::usage(format!(
+                "--user {name}: no such user; give a user name or uid from /etc/passwd"
+            ))),
+            Err(e) => Err(CliError::runtime(format!(
+                "--user {name}: cannot look it up: {e}"
+            ))),
+        }
+    }
+
+    /// What the command's container arranges: the view over SOURCE (and at the mountpoint),
+    /// the scratch directory, overlay and audit log out of reach, the working directory.
+    fn spec(
         &self,
-        source: &Path,
-        view_dir: &Path,
-        view: &std::sync::Arc<crate::view::View>,
-        notifier: &fuser::Notifier,
-    ) -> CliResult<i32> {
+        prepared: &mount::Prepared,
+        scratch: &Path,
+        user: Option<Identity>,
+    ) -> CliResult<Spec> {
         let Some((program, args)) = self.command.split_first() else {
             return Err(CliError::usage("no COMMAND given after --"));
         };
+        let canonical = |path: &Path| {
+            std::fs::canonicalize(path)
+                .map_err(|e| CliError::runtime(format!("{}: {e}", path.display())))
+        };
+        let source = &prepared.source;
         let here = std::env::current_dir().ok();
         let rel = here
             .as_ref()
             .and_then(|h| h.strip_prefix(source).ok())
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let mut cmd = Command::new(program);
-        cmd.args(args);
-        if self.in_place {
-            cmd.env("SCOPEFS_VIEW", source);
-            sys::spawn::in_place(&mut cmd, view_dir, source, &source.join(&rel))
-                .map_err(|e| CliError::usage(format!("cannot prepare --in-place: {e}")))?;
+        let root = if self.in_place {
+            source
         } else {
-            cmd.env("SCOPEFS_VIEW", view_dir);
-            cmd.current_dir(view_dir.join(&rel));
+            &prepared.mountpoint
+        };
+        // (`join` of an empty path would add a trailing slash.)
+        let cwd = if rel.as_os_str().is_empty() {
+            root.clone()
+        } else {
+            root.join(&rel)
+        };
+        let mut hide_dirs = Vec::new();
+        if let Some(overlay) = prepared.policy.overlay_dir() {
+            hide_dirs.push(canonical(overlay)?);
         }
-        let mut child = cmd.spawn().map_err(|e| {
-            CliError::runtime(format!(
-                "cannot start {}: {e}{}",
-                program.to_string_lossy(),
-                if rel.as_os_str().is_empty() {
-                    String::new()
-                } else {
-                    format!(" (in {} of the view; is it hidden?)", rel.display())
-                }
-            ))
-        })?;
+        let mut hide_files = Vec::new();
+        if let Some(log) = &prepared.policy.audit().log {
+            hide_files.push(canonical(log)?);
+        }
+        Ok(Spec {
+            view: prepared.mountpoint.clone(),
+            source: source.clone(),
+            scratch: canonical(scratch)?,
+            hide_dirs,
+            hide_files,
+            cwd,
+            user,
+            program: program.clone(),
+            args: args.to_vec(),
+        })
+    }
+
+    /// Starts the command contained, passes on SIGINT/SIGTERM (and reloads the policy on
+    /// SIGHUP) while it runs, and returns its exit status.
+    fn spawn_and_wait(
+        &self,
+        spec: Spec,
+        view: &std::sync::Arc<crate::view::View>,
+        notifier: &fuser::Notifier,
+    ) -> CliResult<i32> {
+        let (report, report_fd) = sys::spawn::report_pipe()
+            .map_err(|e| CliError::runtime(format!("cannot make a pipe: {e}")))?;
+        let args = super::contain::arguments(&spec, report_fd.as_raw_fd());
+        let shown_view = if self.in_place {
+            &spec.source
+        } else {
+            &spec.view
+        };
+        // The command inherits SCOPEFS_VIEW through the contained side.
+        let env = [(std::ffi::OsStr::new("SCOPEFS_VIEW"), shown_view.as_os_str())];
+        let mut child = sys::spawn::contained(&args, &env, report_fd)
+            .map_err(|e| CliError::runtime(format!("cannot start the command's container: {e}")))?;
         let pid = child.id();
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
             .map_err(|e| CliError::runtime(format!("cannot handle signals: {e}")))?;
         let handle = signals.handle();
         let view = view.clone();
         let notifier = notifier.clone();
-        let args = self.policy.clone();
+        let policy_args = self.policy.clone();
         let write_mode = view.write_mode();
         let forwarder = std::thread::spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    mount::reload(&view, &notifier, &args, write_mode);
+                    mount::reload(&view, &notifier, &policy_args, write_mode);
                 } else if let Err(e) = sys::spawn::kill(pid, signal) {
                     tracing::debug!(error = %e, signal, "the command is already gone");
                 }
             }
         });
+        let started = match Report::read(report) {
+            Some(Report::Started) => Ok(()),
+            Some(Report::Failed(message)) => Err(CliError::runtime(message)),
+            Some(Report::NotExecuted(error)) => Err(CliError::runtime(format!(
+                "cannot start {}: {error}{}",
+                spec.program.to_string_lossy(),
+                self.hint(&spec)
+            ))),
+            None => Err(CliError::runtime(
+                "the command's container ended before the command started",
+            )),
+        };
         let status = child
             .wait()
-            .map_err(|e| CliError::runtime(format!("cannot wait for the command: {e}")))?;
+            .map_err(|e| CliError::runtime(format!("cannot wait for the command: {e}")));
         handle.close();
         let _ = forwarder.join();
+        started?;
+        let status = status?;
         Ok(match (status.code(), status.signal()) {
             (Some(code), _) => code,
             (None, Some(signal)) => 128 + signal,
             (None, None) => 1,
         })
+    }
+
+    /// Why a command may not start in the view's counterpart of the caller's directory.
+    fn hint(&self, spec: &Spec) -> String {
+        let root = if self.in_place {
+            &spec.source
+        } else {
+            &spec.view
+        };
+        match spec.cwd.strip_prefix(root) {
+            Ok(rel) if !rel.as_os_str().is_empty() => {
+                format!(" (in {} of the view; is it hidden?)", rel.display())
+            }
+            _ => String::new(),
+        }
     }
 }
 

@@ -6,7 +6,10 @@
 //! from the kernel ever reaches a syscall from the host's root, and nothing here follows a
 //! symlink. This module knows nothing of the policy or of FUSE.
 
+pub mod contain;
+pub mod fusermount;
 pub mod mountinfo;
+pub mod ns;
 pub mod spawn;
 pub mod write;
 

@@ -1,52 +1,64 @@
-//! Starting a command in a private mount namespace where the view covers SOURCE's own path
-//! (`scopefs run --in-place`).
+//! Starting the contained side of `scopefs run` ([`super::contain`]) from the process that
+//! serves the view, and the descriptor it reports on.
 
-use std::ffi::CString;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command};
 
 use super::check;
 
-fn cpath(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+/// A pipe for the contained side's report: the end to read, and the end it writes to.
+pub fn report_pipe() -> io::Result<(File, OwnedFd)> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    Ok((File::from(read), write))
 }
 
-/// Arranges for `cmd`, once forked, to enter a new mount namespace (with every mount made
-/// private, so nothing propagates back), bind the view at `view` over `source`, and change
-/// to `cwd` — a path under `source`, now reached through the view. Processes outside the
-/// namespace keep seeing the real directory. Needs CAP_SYS_ADMIN.
-pub fn in_place(cmd: &mut Command, view: &Path, source: &Path, cwd: &Path) -> io::Result<()> {
-    let view = cpath(view)?;
-    let source = cpath(source)?;
-    let cwd = cpath(cwd)?;
-    // SAFETY: the hook runs in the forked child before exec and only makes raw syscalls on
-    // strings prepared here, allocating nothing, so it is async-signal-safe.
+/// Starts this very binary (`/proc/self/exe`) with `args` and `env` added to the environment,
+/// handing it `report` under the same descriptor number (every other descriptor of this
+/// process is close-on-exec). The child is killed if the calling thread ends first, so a
+/// contained command never outlives `run`.
+pub fn contained(
+    args: &[OsString],
+    env: &[(&OsStr, &OsStr)],
+    report: OwnedFd,
+) -> io::Result<Child> {
+    let parent = std::process::id();
+    let report_fd = report.as_raw_fd();
+    let mut command = Command::new("/proc/self/exe");
+    command.args(args).envs(env.iter().copied());
+    // SAFETY: the hook runs in the forked child before exec and only makes raw system calls
+    // without allocating, so it is async-signal-safe.
     unsafe {
-        cmd.pre_exec(move || {
-            check(libc::unshare(libc::CLONE_NEWNS))?;
-            check(libc::mount(
-                c"none".as_ptr(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            check(libc::mount(
-                view.as_ptr(),
-                source.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND | libc::MS_REC,
-                std::ptr::null(),
-            ))?;
-            check(libc::chdir(cwd.as_ptr()))?;
+        command.pre_exec(move || {
+            check(libc::fcntl(report_fd, libc::F_SETFD, 0))?;
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+            // The parent may have ended before the death signal was armed.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
             Ok(())
         });
     }
-    Ok(())
+    let child = command.spawn();
+    drop(report);
+    child
+}
+
+/// Takes over the descriptor `fd` that the parent handed down ([`contained`]), making it
+/// close-on-exec so that nothing started later inherits it.
+pub fn inherited(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd <= 2 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: fcntl on a descriptor number has no memory effects; it fails on a closed one.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
+    // SAFETY: the descriptor is open (fcntl succeeded), was handed to this process for this
+    // purpose, and nothing else in it owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Sends `signal` to the process `pid`.
