@@ -1,7 +1,8 @@
-//! `scopefs umount`: unmount a view and wait until its daemon has exited.
+//! `scopefs umount`: unmount a view and wait until its daemon has exited (`--lazy`: detach it
+//! and return at once; the daemon exits when the last process using the view lets go).
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -14,7 +15,8 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Args)]
 pub struct UmountCmd {
-    /// Detach now even if the view is busy; it goes away when the last user leaves.
+    /// Detach now even if the view is busy, and return at once; the daemon exits when the last
+    /// process using the view lets go.
     #[arg(long)]
     pub lazy: bool,
     /// Where the view is mounted.
@@ -43,6 +45,10 @@ impl UmountCmd {
             )));
         };
         unmount(&canonical, self.lazy)?;
+        if self.lazy {
+            // Detached: whoever still uses the view keeps it (and its daemon) until done.
+            return Ok(());
+        }
         let start = Instant::now();
         while sys::process_alive(pid) {
             if start.elapsed() > EXIT_TIMEOUT {
@@ -59,29 +65,21 @@ impl UmountCmd {
 
 fn unmount(path: &Path, lazy: bool) -> CliResult {
     let shown = path.display();
-    if sys::euid() != 0 {
-        let status = Command::new("fusermount3")
-            .arg(if lazy { "-uz" } else { "-u" })
-            .arg(path)
-            .status()
-            .map_err(|e| {
-                CliError::runtime(format!(
-                    "cannot run fusermount3 ({e}): install the fuse3 package or run as root"
-                ))
-            })?;
-        return if status.success() {
-            Ok(())
-        } else {
-            Err(CliError::runtime(format!(
-                "fusermount3 could not unmount {shown}"
-            )))
-        };
-    }
-    match sys::unmount(path, lazy) {
+    let result = if sys::euid() == 0 {
+        sys::unmount(path, lazy)
+    } else {
+        sys::fusermount::unmount(path, lazy)
+    };
+    match result {
         Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(CliError::runtime(format!(
-            "{shown} is busy: a process still uses it; close it, or pass --lazy to detach now"
-        ))),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) || e.kind() == ErrorKind::ResourceBusy => {
+            Err(CliError::runtime(format!(
+                "{shown} is busy: a process still uses it; close it, or pass --lazy to detach now"
+            )))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound && sys::euid() != 0 => Err(CliError::runtime(
+            format!("cannot unmount {shown} as a normal user: {e}; install it, or run as root"),
+        )),
         Err(e) => Err(CliError::runtime(format!("cannot unmount {shown}: {e}"))),
     }
 }
