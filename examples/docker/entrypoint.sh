@@ -11,18 +11,21 @@
 #                       volume to review them after the container ends). Without it, a
 #                       policy in overlay mode gets a temporary overlay, summarised on
 #                       stderr and deleted at exit.
-#   SCOPEFS_IN_PLACE    1: mount the view over SCOPEFS_SOURCE itself, in a private mount
-#                       namespace of the agent (SCOPEFS_VIEW is then unused), so the agent
-#                       sees the usual paths and cannot reach the real directory
-#   SCOPEFS_AGENT_USER  run the agent as this user (name or uid) with its primary group, no
-#                       capabilities and no_new_privs. Without it the agent keeps the
-#                       container's capabilities, and with SYS_ADMIN it could unmount the
-#                       view: set it whenever the agent is not trusted.
+#   SCOPEFS_IN_PLACE    1: the agent starts at SCOPEFS_SOURCE itself, which the view
+#                       covers in the agent's namespace (SCOPEFS_VIEW is then unused), so
+#                       it keeps the usual paths
+#   SCOPEFS_AGENT_USER  run the agent as this user (name or uid) with its groups
+#                       (`scopefs run --user`). Without it the agent is root in a user
+#                       namespace of its own: it cannot undo the view, but root's files in
+#                       the container stay writable to it. Set it whenever the agent is
+#                       not trusted.
 #   SCOPEFS_BIN         the scopefs binary (default: scopefs on PATH)
 #
-# `scopefs run` does the work: it mounts, starts the agent in the view, passes SIGTERM and
-# SIGINT on to it (so `docker stop` reaches the agent), unmounts when it ends and exits
-# with its status. It stays the parent of the agent, so this script execs it.
+# `scopefs run` does the work: it mounts, starts the agent contained (its own user, mount
+# and PID namespaces, the view's mounts locked, the real workspace and the overlay out of
+# reach, a minimal /dev), passes SIGTERM and SIGINT on to it (so `docker stop` reaches the
+# agent), and when the agent ends, ends whatever it left running, unmounts and exits with
+# its status. It stays the parent of the agent, so this script execs it.
 set -euo pipefail
 
 source_dir=${SCOPEFS_SOURCE:-/workspace}
@@ -55,17 +58,11 @@ else
     mkdir -p "$view_dir"
     args+=(--mountpoint "$view_dir")
 fi
-agent=("$@")
 if [[ -n ${SCOPEFS_AGENT_USER:-} ]]; then
-    # setpriv (util-linux): the agent's own uid and gid, no supplementary groups, no
-    # capabilities now or after exec. The view then needs --allow-other, and the kernel
-    # checks the agent's permissions against the modes the view shows.
-    group=$(id -g "$SCOPEFS_AGENT_USER")
-    args+=(--allow-other)
-    agent=(setpriv --reuid="$SCOPEFS_AGENT_USER" --regid="$group" --clear-groups
-        --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@")
+    # The kernel then checks the agent's permissions against the modes the view shows.
+    args+=(--user "$SCOPEFS_AGENT_USER")
 fi
 
 # From inside SOURCE, `run` starts the agent at the view's root.
 cd "$source_dir"
-exec "$scopefs" run "${args[@]}" "$source_dir" -- "${agent[@]}"
+exec "$scopefs" run "${args[@]}" "$source_dir" -- "$@"
