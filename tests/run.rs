@@ -557,3 +557,56 @@ fn a_command_that_cannot_start_is_a_clear_failure_and_leaves_nothing() {
     );
     stage.assert_clean("command not found");
 }
+
+/// The processes running a given (unique) command line, by scanning /proc.
+fn processes_running(cmdline: &[&str]) -> Vec<i32> {
+    let wanted: Vec<u8> = cmdline
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+        .filter(|pid| common::alive(*pid))
+        .collect()
+}
+
+/// The whole process tree ends with the command: a background process it leaves behind, even
+/// one holding the view busy, is ended with it, and `run` unmounts and cleans up at once.
+#[test]
+fn a_process_the_command_leaves_behind_ends_with_it() {
+    let stage = Stage::new();
+    for (mode, args) in [("plain", &[][..]), ("in place", &["--in-place"][..])] {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        // A unique duration names the straggler.
+        let duration = format!("600.{nanos:09}");
+        let script = format!(
+            "cd \"$SCOPEFS_VIEW\" && (exec sleep {duration}) > /dev/null 2>&1 & \
+             while [ ! -e /proc/$!/cwd ]; do sleep 0.01; done; echo left"
+        );
+        let start = Instant::now();
+        let outcome = stage.run(args, &script);
+        let took = start.elapsed();
+        assert_eq!(
+            outcome.code(),
+            Some(0),
+            "{mode}: stderr: {}",
+            outcome.stderr
+        );
+        assert_eq!(outcome.stdout, "left\n", "{mode}");
+        assert!(
+            took < Duration::from_secs(30),
+            "{mode}: run ended {took:?} after it started, not with the command"
+        );
+        assert_eq!(
+            processes_running(&["sleep", &duration]),
+            Vec::<i32>::new(),
+            "{mode}: the background process outlived run"
+        );
+        stage.assert_clean(mode);
+    }
+}
