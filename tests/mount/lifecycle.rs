@@ -71,6 +71,60 @@ fn umount_waits_for_the_daemon_to_exit() {
     assert_same_tree(&before, &tree_digest(&s.src), "umount");
 }
 
+/// `umount --lazy` detaches a busy view and returns at once; the daemon serves whoever still
+/// holds the view and exits when the last of them lets go.
+#[test]
+fn umount_lazy_returns_at_once_and_detaches_a_busy_view() {
+    let s = Scene::new();
+    s.file("a.txt");
+    let m = s.mount(&[]);
+    let pid = m.pid;
+    // Holds the view busy for far longer than any bound below (and is ended however the test
+    // ends).
+    struct Holder(std::process::Child);
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut holder = Holder(
+        Command::new("sleep")
+            .arg("600")
+            .current_dir(&s.mnt)
+            .spawn()
+            .expect("start a process in the view"),
+    );
+    let mut cmd = scopefs();
+    cmd.arg("umount").arg("--lazy").arg(&s.mnt);
+    let out = run_with_timeout(cmd, Duration::from_secs(30));
+    let holder_state = holder.0.try_wait().expect("the holder's state");
+    assert!(
+        out.status.success(),
+        "scopefs umount --lazy: {}\n{}",
+        out.status,
+        out.stderr
+    );
+    assert!(
+        holder_state.is_none(),
+        "umount --lazy returned while the view was still held"
+    );
+    assert_not_mounted(&s.mnt, "after scopefs umount --lazy");
+    assert!(
+        alive(pid),
+        "the daemon serves the detached view while it is held"
+    );
+    let held = fs::read_to_string(format!("/proc/{}/cwd/a.txt", holder.0.id()))
+        .expect("the holder still reads the detached view");
+    assert_eq!(held, "content of a.txt\n");
+    drop(holder);
+    assert!(
+        wait_gone(pid, Duration::from_secs(30)),
+        "the daemon exits once the last user of the detached view is gone"
+    );
+    drop(m);
+}
+
 #[test]
 fn umount_clears_a_dead_mount_after_kill_9() {
     let s = Scene::new();
