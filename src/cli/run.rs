@@ -69,9 +69,10 @@ impl RunCmd {
         // The command is contained in a user namespace: fail now, with nothing mounted, where
         // the host forbids them.
         sys::ns::probe_userns().map_err(|e| CliError::runtime(sys::ns::refusal(&e)))?;
-        if sys::euid() != 0 && sys::fusermount::find().is_none() && mount::fuse_device_opens() {
-            // A normal user without fusermount3 mounts the view inside a user namespace of
-            // its own, where only the command sees it.
+        if sys::euid() != 0 && mount::fuse_device_opens() {
+            // A normal user mounts the view inside a user namespace of run's own (FUSE allows
+            // it there), seen by the command only; no setuid helper is involved. Where the
+            // device is closed to users, `prepare` below says so.
             sys::ns::become_root_with_own_mounts()
                 .map_err(|e| CliError::runtime(sys::ns::refusal(&e)))?;
         }

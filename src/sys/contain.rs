@@ -3,9 +3,9 @@
 //! `run` serves the view and starts this binary again as `scopefs internal-contain`, whose
 //! [`run`] builds the tree below and exits with the command's status:
 //!
-//! 1. **The builder** (this process): as a normal user it first becomes root of a user
-//!    namespace of its own. It enters new mount and PID namespaces and rebuilds the mount
-//!    table: every mount `nodev`; the view over SOURCE's own path (and again at its temporary
+//! 1. **The builder** (this process, root of its user namespace: `run` as a normal user has
+//!    made one of its own) enters new mount and PID namespaces and rebuilds the mount table:
+//!    every mount `nodev`; the view over SOURCE's own path (and again at its temporary
 //!    mountpoint); `run`'s scratch directory, the overlay and the audit log covered; a minimal
 //!    `/dev` (null, zero, full, random, urandom, tty, a private `pts`, `shm`, and the caller's
 //!    terminal as `console`); `/sys` read-only.
@@ -19,8 +19,9 @@
 //!    gives it ids that read as on the host (root stays uid 0); with `--user` it switches to
 //!    that user. It sets no_new_privs and executes COMMAND.
 //!
-//! The builder and init are non-dumpable, so the command can reach neither through `/proc` nor
-//! ptrace; the daemon lies outside the command's PID namespace altogether. The builder reports
+//! The builder and init stay outside the command's user namespace, where it has no capability,
+//! and are non-dumpable besides, so it can reach neither through `/proc` nor ptrace; the
+//! daemon lies outside the command's PID namespace altogether. The builder reports
 //! once on a pipe to `run` ([`Report`]): the command started, or why not.
 
 use std::ffi::OsString;
@@ -228,14 +229,11 @@ fn failed(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
 /// Step 1: namespaces and the mount table, in the builder.
 fn build(spec: &Spec) -> Result<(), String> {
     std::env::set_current_dir("/").map_err(|e| failed("enter", Path::new("/"), e))?;
-    let namespaces = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
-    if Uid::effective().is_root() {
-        nix::sched::unshare(namespaces)
-            .map_err(|e| format!("cannot make the command's namespaces: {e}"))?;
-    } else {
-        // Before going non-dumpable: that would hand /proc/self (and its id maps) to root.
-        ns::become_root_of_new_userns(namespaces).map_err(|e| ns::refusal(&e))?;
+    if !Uid::effective().is_root() {
+        return Err("the command's container is built by root of its user namespace".into());
     }
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
+        .map_err(|e| format!("cannot make the command's namespaces: {e}"))?;
     nix::sys::prctl::set_dumpable(false)
         .map_err(|e| format!("cannot make the command's supervisor non-dumpable: {e}"))?;
     ns::make_all_private().map_err(|e| failed("make private", Path::new("/"), e))?;
