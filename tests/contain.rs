@@ -1,7 +1,7 @@
 //! `run` contains its command (SPEC §1; THREATS tests 10–13). From inside `run --in-place` and
 //! plain `run` — as root, as root with `--user`, and as a normal user this test creates (with
-//! fusermount3, and without it through a user namespace) — a script tries every escape:
-//! umount and umount -l; non-recursive binds of / and of SOURCE's parent; mounting over and
+//! fusermount3 installed and without it, which `run` does not need) — a script tries every
+//! escape: umount and umount -l; non-recursive binds of / and of SOURCE's parent; mounting over and
 //! moving the view; a fresh /proc; nsenter to pid 1, to the parent and to the daemon;
 //! /proc/PID/root, cwd and fd of those; a block device holding the secret (by its /dev name and
 //! by a node outside /dev); ptrace of the daemon and of init; open_by_handle_at with a forged
@@ -245,8 +245,8 @@ enum Runner<'a> {
     Root,
     /// Root, with `--user`.
     RootAs(&'a TestUser),
-    /// A normal user, with /dev/fuse open to users; `fusermount3: false` hides fusermount3,
-    /// so the view is mounted in a user namespace of `run`'s own.
+    /// A normal user, with /dev/fuse open to users; `fusermount3: false` hides fusermount3
+    /// (`run` mounts the view in a user namespace of its own and needs none).
     User {
         user: &'a TestUser,
         fusermount3: bool,
@@ -509,7 +509,8 @@ fn escapes_reveal_nothing(stage: &Stage, runner: Runner<'_>, in_place: bool) {
         "export SRC='{src}' WORK='{work}' LOOP='{loop_dev}' BLK='{blk}' MAJ={major} MIN={minor} \
          ENV_INO={ino} ENV_GEN={generation} OVERLAY='{overlay}' CMD_PPID=$PPID; \
          cat \"$SRC/README\" && test ! -e \"$SRC/.env\" && ls \"$SRC\" && echo work > new.txt \
-         && pwd && echo \"view=$SCOPEFS_VIEW\" || exit 90; \
+         && pwd && echo \"view=$SCOPEFS_VIEW\" && echo \"ids=$(id -u):$(id -g)\" \
+         && stat -c 'owner=%u:%g' \"$SRC/README\" || exit 90; \
          sh \"$WORK/escapes.sh\" direct; \
          unshare -Urm sh \"$WORK/escapes.sh\" nested; \
          cat \"$SRC/README\" new.txt; exit 7",
@@ -564,6 +565,19 @@ fn escapes_reveal_nothing(stage: &Stage, runner: Runner<'_>, in_place: bool) {
     assert!(
         lines.contains(&format!("{}/sub", shown_root.display()).as_str()),
         "the command starts in the view's sub/:\n{all}"
+    );
+    // Ids read as on the host: the command's own, and SOURCE's owner.
+    let meta = fs::metadata(stage.src.join("README")).unwrap();
+    let (uid, gid) = match runner {
+        Runner::Root => (0, 0),
+        Runner::RootAs(user) | Runner::User { user, .. } => (user.uid, user.gid),
+    };
+    assert!(
+        lines.contains(&format!("ids={uid}:{gid}").as_str())
+            && lines.contains(&format!("owner={}:{}", meta.uid(), meta.gid()).as_str()),
+        "ids as on the host ({uid}:{gid}, README {}:{}):\n{all}",
+        meta.uid(),
+        meta.gid()
     );
     assert_eq!(
         lines.iter().rev().take(2).copied().collect::<Vec<_>>(),
