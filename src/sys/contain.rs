@@ -374,6 +374,10 @@ fn ensure_dir_in_new_dev(path: &Path) -> Result<(), String> {
 /// with an empty read-only one; a view mounted inside it stays at its path.
 fn cover_scratch(spec: &Spec) -> Result<(), String> {
     let scratch = &spec.scratch;
+    if scratch.starts_with(&spec.source) {
+        // TMPDIR inside SOURCE: the real directory already lies beneath the view.
+        return Ok(());
+    }
     ensure_dir_in_new_dev(scratch)?;
     // The view, now over SOURCE, is copied from there: its own path is about to be covered.
     let view = match spec.view.strip_prefix(scratch) {
