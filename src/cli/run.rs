@@ -66,6 +66,13 @@ impl RunCmd {
         let policy =
             Policy::from_args(&self.policy).map_err(|e| CliError::usage(e.first_line()))?;
         let user = self.identity()?;
+        let temp_overlay =
+            policy.write_mode() == WriteMode::Overlay && policy.overlay_dir().is_none();
+        if self.keep_overlay && !temp_overlay {
+            return Err(CliError::usage(
+                "--keep-overlay keeps a temporary overlay: use it with --writes overlay and no --overlay",
+            ));
+        }
         // The command is contained in a user namespace: fail now, with nothing mounted, where
         // the host forbids them.
         sys::ns::probe_userns().map_err(|e| CliError::runtime(sys::ns::refusal(&e)))?;
@@ -80,14 +87,8 @@ impl RunCmd {
             .prefix("scopefs-run.")
             .tempdir()
             .map_err(|e| CliError::runtime(format!("cannot make a temporary directory: {e}")))?;
-        let temp_overlay =
-            policy.write_mode() == WriteMode::Overlay && policy.overlay_dir().is_none();
         if temp_overlay {
             self.policy.overlay = Some(scratch.path().join("overlay"));
-        } else if self.keep_overlay {
-            return Err(CliError::usage(
-                "--keep-overlay keeps a temporary overlay: use it with --writes overlay and no --overlay",
-            ));
         }
         let mountpoint = match &self.mountpoint {
             Some(dir) => dir.clone(),
