@@ -326,8 +326,9 @@ fn run(stage: &Stage, runner: Runner<'_>, args: &[&str], script: &str) -> Outcom
 
 /// Every escape, each printing what it got; `leak` prints the printable runs of a file or
 /// device (the secret among them, were it readable). Reads `SRC`, `WORK`, `LOOP`, `BLK`,
-/// `MAJ`, `MIN`, `ENV_INO`, `ENV_GEN`, `OVERLAY` and `CMD_PPID` (the command's parent) from the
-/// environment; finds the daemon's pid where an attacker would, in the mount table.
+/// `MAJ`, `MIN`, `ENV_INO`, `ENV_GEN`, `OVERLAY`, `CMD_PPID` (the command's parent) and
+/// `OUTSIDE` (a process of the command's own user outside `run`) from the environment; finds
+/// the daemon's pid where an attacker would, in the mount table.
 const ESCAPES: &str = r#"S=$SRC
 V=${SCOPEFS_VIEW:-$SRC}
 T=$(mktemp -d "$WORK/m.XXXXXX")
@@ -354,7 +355,7 @@ try mount-over mount -t tmpfs none "$S"; try umount-own umount "$S"; try umount-
 try bind-over mount --bind "$T/over" "$S"; try umount-own umount -l "$S"; try umount-under umount -l "$S"; leak "$S/.env"
 try remount mount -i -o remount,rw,suid,dev "$S"
 try mount-proc mount -t proc proc "$T/proc"; leak "$T/proc/$D/root$S/.env" "$T/proc/1/root$S/.env"
-for p in 1 "$P" "$D"; do
+for p in 1 "$P" "$D" "$OUTSIDE"; do
     try nsenter-all nsenter -t "$p" -a cat "$S/.env"
     try nsenter-mnt-user nsenter -t "$p" -m -U cat "$S/.env"
     try nsenter-mnt nsenter -t "$p" -m cat "$S/.env"
@@ -436,6 +437,16 @@ fn lines_of(text: &str) -> Vec<&str> {
     text.lines().collect()
 }
 
+/// A process outside `run`, ended however the test ends.
+struct Outside(std::process::Child);
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The hidden file's inode and generation number (FS_IOC_GETVERSION), for the forged handle.
 fn inode_and_generation(path: &Path) -> (u64, u64) {
     let out = Command::new("python3")
@@ -503,11 +514,22 @@ fn escapes_reveal_nothing(stage: &Stage, runner: Runner<'_>, in_place: bool) {
         .arg(&stage.work);
     control("open_by_handle_at", handle);
 
+    // A process of the command's own user outside `run`, whose root is the host's.
+    let mut sleeper = Command::new("setpriv");
+    match runner {
+        Runner::Root => sleeper.arg("--reuid=0"),
+        Runner::RootAs(user) | Runner::User { user, .. } => sleeper
+            .arg(format!("--reuid={}", user.uid))
+            .arg(format!("--regid={}", user.gid))
+            .arg("--clear-groups"),
+    };
+    let outside = Outside(sleeper.args(["--", "sleep", "600"]).spawn().unwrap());
     let overlay = stage.state.join("overlay");
     let _ = fs::remove_dir_all(&overlay);
     let script = format!(
         "export SRC='{src}' WORK='{work}' LOOP='{loop_dev}' BLK='{blk}' MAJ={major} MIN={minor} \
-         ENV_INO={ino} ENV_GEN={generation} OVERLAY='{overlay}' CMD_PPID=$PPID; \
+         ENV_INO={ino} ENV_GEN={generation} OVERLAY='{overlay}' CMD_PPID=$PPID \
+         OUTSIDE={outside}; \
          cat \"$SRC/README\" && test ! -e \"$SRC/.env\" && ls \"$SRC\" && echo work > new.txt \
          && pwd && echo \"view=$SCOPEFS_VIEW\" && echo \"ids=$(id -u):$(id -g)\" \
          && stat -c 'owner=%u:%g' \"$SRC/README\" || exit 90; \
@@ -519,6 +541,7 @@ fn escapes_reveal_nothing(stage: &Stage, runner: Runner<'_>, in_place: bool) {
         loop_dev = device.path.display(),
         blk = blk.display(),
         overlay = overlay.display(),
+        outside = outside.0.id(),
     );
     let overlay_arg = overlay.to_str().unwrap();
     let mut args = vec!["--overlay", overlay_arg, "--writable", "sub/new.txt"];
