@@ -68,6 +68,8 @@ impl ApplyCmd {
     pub fn run(self) -> CliResult {
         let filters = parse_paths(&self.paths)?;
         let overlay = Overlay::open_for_review(&self.overlay, true)?;
+        // What others could have written into the overlay is not what the view wrote.
+        overlay.check_private()?;
         let lower = open_source(&overlay)?;
         let list =
             changes::list(&overlay, lower.as_fd()).map_err(|e| CliError::runtime(e.to_string()))?;

@@ -83,22 +83,33 @@ impl RunCmd {
             sys::ns::become_root_with_own_mounts()
                 .map_err(|e| CliError::runtime(sys::ns::refusal(&e)))?;
         }
+        // 0700: the temporary overlay lives in it, and only the daemon's user may reach it.
         let scratch = tempfile::Builder::new()
             .prefix("scopefs-run.")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .map_err(|e| CliError::runtime(format!("cannot make a temporary directory: {e}")))?;
+        // The view is mounted apart from it, where a command running as another user can
+        // reach it by its path ($SCOPEFS_VIEW). Removed (empty again) when this returns.
+        let temp_view = match &self.mountpoint {
+            Some(_) => None,
+            None => Some(
+                tempfile::Builder::new()
+                    .prefix("scopefs-view.")
+                    .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .tempdir()
+                    .map_err(|e| {
+                        CliError::runtime(format!("cannot make a temporary mountpoint: {e}"))
+                    })?,
+            ),
+        };
         if temp_overlay {
             self.policy.overlay = Some(scratch.path().join("overlay"));
         }
-        let mountpoint = match &self.mountpoint {
-            Some(dir) => dir.clone(),
-            None => {
-                let dir = scratch.path().join("view");
-                std::fs::create_dir(&dir).map_err(|e| {
-                    CliError::runtime(format!("cannot make a temporary mountpoint: {e}"))
-                })?;
-                dir
-            }
+        let mountpoint = match (&self.mountpoint, &temp_view) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(dir)) => dir.path().to_path_buf(),
+            (None, None) => return Err(CliError::runtime("no mountpoint")),
         };
         let prepared = mount::prepare(&self.policy, &self.source, &mountpoint)?;
         let options = MountOptions {
@@ -153,10 +164,8 @@ impl RunCmd {
                 "scopefs: the overlay is kept at {}",
                 kept.join("overlay").display()
             );
-            if let Err(e) = std::fs::remove_dir(kept.join("view")) {
-                tracing::debug!(error = %e, "no temporary mountpoint to remove");
-            }
         }
+        drop(temp_view);
         status
     }
 

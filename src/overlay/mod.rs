@@ -17,6 +17,12 @@
 //!   `source_pct` wins when present.
 //! - The holder of `lock` writes its process id into it, so a refusal can name the process.
 //! - OVERLAY must not lie inside SOURCE: the agent would see, and could edit, its own overlay.
+//! - OVERLAY and `work/` are made 0700, and a mount refuses an OVERLAY that other users
+//!   could enter (or rename away from a directory they can change): entries the agent makes
+//!   belong to the agent, so an agent that reached `upper/` from outside could write there
+//!   past every check of the view.
+//! - The overlay's own files are opened without following a symlink and only once they are
+//!   seen to be regular files, so a FIFO or a device in their place is an error, never a hang.
 //!
 //! This module owns the directory's layout, its lock and the provenance records. It reads
 //! `upper/` only through descriptors, never following a symlink, because everything in it was
@@ -26,11 +32,11 @@ pub mod apply;
 pub mod changes;
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -86,6 +92,25 @@ pub enum OverlayError {
     InsideSource { dir: PathBuf, source_dir: PathBuf },
     #[error("the overlay {} is in use by a live mount{}; unmount it first (`scopefs umount MOUNTPOINT`)", dir.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     InUse { dir: PathBuf, pid: Option<u32> },
+    #[error("{} is {kind}, not the regular file the overlay keeps there: the overlay is damaged; {fix}", path.display())]
+    NotAFile {
+        path: PathBuf,
+        kind: &'static str,
+        fix: &'static str,
+    },
+    #[error("{} is too large for {what} ({size} bytes, at most {limit}): the overlay is damaged; move the overlay aside", path.display())]
+    TooLarge {
+        path: PathBuf,
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
+    #[error("the overlay {} {problem}, so the agent could change it behind the view's back; {fix}", dir.display())]
+    NotPrivate {
+        dir: PathBuf,
+        problem: String,
+        fix: String,
+    },
 }
 
 impl From<OverlayError> for CliError {
@@ -401,13 +426,27 @@ struct ConfigFile {
     source_pct: Option<String>,
 }
 
+/// The longest `overlay.toml` read: the real one holds three short lines.
+const CONFIG_MAX: u64 = 64 * 1024;
+
 fn read_config(dir: &Path) -> Result<Option<PathBuf>, OverlayError> {
     let path = dir.join(CONFIG);
-    let text = match read_nofollow(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("read", &path)(e)),
+    let Some(file) = open_own(dir, CONFIG, false)? else {
+        return Ok(None);
     };
+    let size = file.metadata().map_err(io_err("read", &path))?.len();
+    if size > CONFIG_MAX {
+        return Err(OverlayError::TooLarge {
+            path,
+            what: "a configuration",
+            size,
+            limit: CONFIG_MAX,
+        });
+    }
+    let mut text = Vec::new();
+    file.take(CONFIG_MAX)
+        .read_to_end(&mut text)
+        .map_err(io_err("read", &path))?;
     let bad = |problem: String| OverlayError::BadConfig {
         path: path.clone(),
         problem,
@@ -486,14 +525,73 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
-fn read_nofollow(path: &Path) -> io::Result<Vec<u8>> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    let mut out = Vec::new();
-    file.read_to_end(&mut out)?;
-    Ok(out)
+/// What sort of entry `kind` is, for a message.
+fn describe(kind: FileType) -> &'static str {
+    match kind {
+        FileType::File => "a regular file",
+        FileType::Dir => "a directory",
+        FileType::Symlink => "a symlink",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+    }
+}
+
+/// How to repair the overlay when its own file `name` is not a regular file.
+fn repair_hint(name: &str) -> &'static str {
+    match name {
+        LOCK => "remove it; scopefs makes a new one",
+        ORIGINS => {
+            "move it aside and scopefs starts a new one (`apply` then holds every change to a file SOURCE has as a conflict until you review it and pass --force)"
+        }
+        _ => "put the original back, or move the whole overlay aside and start a new one",
+    }
+}
+
+/// Opens the overlay's own file `name` (`overlay.toml`, `origins`, `lock`) in `dir` for reading
+/// (with `write`, for reading and writing), never following a symlink and never opening
+/// anything but a regular file: a handle on whatever is there comes first, its type is checked,
+/// and only then is that very file opened (`O_NONBLOCK`), so a FIFO, a device or a symlink put
+/// in its place is a clear error instead of a hang. `None`: there is no such file.
+fn open_own(dir: &Path, name: &'static str, write: bool) -> Result<Option<File>, OverlayError> {
+    let path = dir.join(name);
+    let dir_fd = sys::open_root(dir).map_err(io_err("open", dir))?;
+    let entry = Name::new(name.as_bytes())
+        .map_err(|_| io_err("open", &path)(io::Error::from_raw_os_error(libc::EINVAL)))?;
+    let rel = RelPath::root().join(&entry);
+    let handle = match sys::resolve(dir_fd.as_fd(), &rel, Open::Path) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("open", &path)(e)),
+    };
+    let st = sys::fstat(handle.as_fd()).map_err(io_err("inspect", &path))?;
+    if st.kind != FileType::File {
+        return Err(OverlayError::NotAFile {
+            path,
+            kind: describe(st.kind),
+            fix: repair_hint(name),
+        });
+    }
+    sys::reopen_regular(dir_fd.as_fd(), &rel, handle.as_fd(), &st, write)
+        .map(Some)
+        .map_err(io_err("open", &path))
+}
+
+/// [`open_own`] for reading and writing, making the file (mode 0600) when it is missing.
+fn open_own_or_create(dir: &Path, name: &'static str) -> Result<File, OverlayError> {
+    let path = dir.join(name);
+    let dir_fd = sys::open_root(dir).map_err(io_err("open", dir))?;
+    let entry = Name::new(name.as_bytes())
+        .map_err(|_| io_err("create", &path)(io::Error::from_raw_os_error(libc::EINVAL)))?;
+    // O_EXCL: never opens what is already there, whatever its type.
+    match w::create_file(dir_fd.as_fd(), &entry, 0o600) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("create", &path)(e)),
+    }
+    open_own(dir, name, true)?
+        .ok_or_else(|| io_err("open", &path)(io::Error::from_raw_os_error(libc::ENOENT)))
 }
 
 /// Writes `data` to `dir/name` through `dir/name.tmp`, fsync'd, then renamed into place.
@@ -518,15 +616,7 @@ const LOCK_TRIES: u32 = 10;
 
 fn take_lock(dir: &Path) -> Result<File, OverlayError> {
     let path = dir.join(LOCK);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(io_err("open the lock file", &path))?;
+    let mut file = open_own_or_create(dir, LOCK)?;
     // A lock held only for an instant is no live mount: a process that forks keeps a copy of
     // the descriptor until its child execs. Try again briefly before calling it in use.
     let mut locked = false;
@@ -555,8 +645,98 @@ fn take_lock(dir: &Path) -> Result<File, OverlayError> {
     Ok(file)
 }
 
+/// How the overlay's directories are made: mode 0700, so that only the daemon's user can
+/// enter them (the umask can only take bits away).
+fn private_dir() -> DirBuilder {
+    let mut builder = DirBuilder::new();
+    builder.mode(0o700);
+    builder
+}
+
+/// Refuses an overlay directory that users other than this process's could enter or replace,
+/// since they could then change `upper/` behind the view's back (SPEC §4): it must belong to
+/// this process's user and give group and others no access, and no directory above it that
+/// other users can reach may let them rename entries (written by them, or theirs, unless
+/// sticky). With `fresh` (an empty directory that is no overlay yet) a directory of this user
+/// that others could enter is made 0700 instead.
+fn check_private(dir: &Path, fresh: bool) -> Result<(), OverlayError> {
+    check_ancestors(dir)?;
+    let me = sys::euid();
+    let meta = std::fs::symlink_metadata(dir).map_err(io_err("inspect", dir))?;
+    let refuse = |problem: String, fix: String| OverlayError::NotPrivate {
+        dir: dir.to_path_buf(),
+        problem,
+        fix,
+    };
+    if meta.uid() != me {
+        return Err(refuse(
+            format!(
+                "belongs to uid {}, not to uid {me} that scopefs runs as",
+                meta.uid()
+            ),
+            format!(
+                "give a new directory, or check what it holds and `chown -R {me} {}`",
+                dir.display()
+            ),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        if !fresh {
+            return Err(refuse(
+                format!("can be entered by other users (mode {mode:04o})"),
+                format!(
+                    "check that it holds only what the view wrote (`scopefs diff {0}`), then `chmod 700 {0}`",
+                    dir.display()
+                ),
+            ));
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err("make private (chmod 700)", dir))?;
+    }
+    Ok(())
+}
+
+/// Refuses `dir` when a directory above it lets users other than root and this process's
+/// rename it away and put another in its place (they can reach that directory and write to
+/// it, or own it; the sticky bit stops others from renaming what is not theirs).
+fn check_ancestors(dir: &Path) -> Result<(), OverlayError> {
+    let me = sys::euid();
+    let refuse = |problem: String, fix: String| OverlayError::NotPrivate {
+        dir: dir.to_path_buf(),
+        problem,
+        fix,
+    };
+    // From the root down: a directory others can reach and change lets them swap what lies
+    // beneath it; one they cannot enter shields everything beneath it.
+    let mut reachable = true;
+    let ancestors: Vec<&Path> = dir.ancestors().skip(1).collect();
+    for ancestor in ancestors.into_iter().rev() {
+        let meta = std::fs::symlink_metadata(ancestor).map_err(io_err("inspect", ancestor))?;
+        let mode = meta.mode();
+        let foreign = meta.uid() != 0 && meta.uid() != me;
+        let sticky = mode & libc::S_ISVTX != 0;
+        if reachable && (foreign || (mode & 0o022 != 0 && !sticky)) {
+            let who = if foreign {
+                format!("uid {}, who owns it,", meta.uid())
+            } else {
+                format!("other users (mode {:04o})", mode & 0o7777)
+            };
+            return Err(refuse(
+                format!(
+                    "lies in {}, where {who} could rename it and put another in its place",
+                    ancestor.display()
+                ),
+                format!("put it in a directory that only root and uid {me} can change"),
+            ));
+        }
+        reachable = reachable && (foreign || mode & 0o011 != 0);
+    }
+    Ok(())
+}
+
 /// Makes `dir/name` a directory if it is not one yet; refuses a symlink or another type there.
-fn ensure_subdir(dir: &Path, name: &str) -> Result<(), OverlayError> {
+fn ensure_subdir(dir: &Path, name: &str, how: &DirBuilder) -> Result<(), OverlayError> {
     let path = dir.join(name);
     match std::fs::symlink_metadata(&path) {
         Ok(meta) if meta.is_dir() => Ok(()),
@@ -565,7 +745,7 @@ fn ensure_subdir(dir: &Path, name: &str) -> Result<(), OverlayError> {
             problem: "not a directory".into(),
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            std::fs::create_dir(&path).map_err(io_err("create", &path))
+            how.create(&path).map_err(io_err("create", &path))
         }
         Err(e) => Err(io_err("inspect", &path)(e)),
     }
@@ -587,27 +767,27 @@ fn open_subdir(dir: &Path, name: &str) -> Result<OwnedFd, OverlayError> {
 /// next record starts on a line of its own.
 fn open_origins(dir: &Path, writable: bool) -> Result<Origins, OverlayError> {
     let path = dir.join(ORIGINS);
-    let data = match read_nofollow(&path) {
-        Ok(data) => data,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io_err("read", &path)(e)),
+    let file = if writable {
+        Some(open_own_or_create(dir, ORIGINS)?)
+    } else {
+        open_own(dir, ORIGINS, false)?
     };
-    let map = parse_origins(&data);
-    if !writable {
-        return Ok(Origins { map, file: None });
+    let mut data = Vec::new();
+    if let Some(mut file) = file.as_ref() {
+        file.read_to_end(&mut data).map_err(io_err("read", &path))?;
     }
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(io_err("open", &path))?;
+    let map = parse_origins(&data);
+    let Some(mut file) = file.filter(|_| writable) else {
+        return Ok(Origins { map, file: None });
+    };
     let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     if complete != data.len() {
         file.set_len(complete as u64)
             .map_err(io_err("repair the torn last line of", &path))?;
     }
+    // Records are appended: this handle is the only writer while the lock is held.
+    file.seek(SeekFrom::End(0))
+        .map_err(io_err("open for appending", &path))?;
     Ok(Origins {
         map,
         file: Some(file),
@@ -662,24 +842,41 @@ pub fn remove_tree_at(dir: BorrowedFd<'_>, name: &Name) -> io::Result<()> {
 }
 
 impl Overlay {
-    /// For `mount`: creates OVERLAY if missing (its parent must exist), or checks it is a scopefs
-    /// overlay (overlay.toml format 1) made for this canonical SOURCE (else a clear error naming
-    /// both paths); an existing non-empty directory without overlay.toml is refused; takes the
-    /// lock (LOCK_EX|LOCK_NB: if held, error "OVERLAY is in use by a live mount (pid N if
-    /// known)"); empties work/; returns the Overlay.
+    /// For `mount`: creates OVERLAY if missing (its parent must exist) with mode 0700, or checks
+    /// it is a scopefs overlay (overlay.toml format 1) made for this canonical SOURCE (else a
+    /// clear error naming both paths); an existing non-empty directory without overlay.toml is
+    /// refused, and so is one that other users could enter or replace (an empty one of this
+    /// user is made 0700); takes the lock (LOCK_EX|LOCK_NB: if held, error "OVERLAY is in use
+    /// by a live mount (pid N if known)"); empties work/; returns the Overlay.
     pub fn open_for_mount(dir: &Path, source: &Path) -> Result<Overlay, OverlayError> {
         let source = std::fs::canonicalize(source).map_err(io_err("resolve SOURCE", source))?;
         match std::fs::metadata(dir) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => return Err(OverlayError::NotADirectory(dir.to_path_buf())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(OverlayError::ParentMissing(dir.to_path_buf()));
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Where others could replace it, nothing is made at all.
+                let parent = dir
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                match std::fs::canonicalize(parent) {
+                    Ok(parent) => check_ancestors(
+                        &dir.file_name().map_or(parent.clone(), |n| parent.join(n)),
+                    )?,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        return Err(OverlayError::ParentMissing(dir.to_path_buf()));
+                    }
+                    Err(e) => return Err(io_err("resolve the parent of", dir)(e)),
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err("create", dir)(e)),
-            },
+                match private_dir().create(dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        return Err(OverlayError::ParentMissing(dir.to_path_buf()));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_err("create", dir)(e)),
+                }
+            }
             Err(e) => return Err(io_err("open", dir)(e)),
         }
         let dir = std::fs::canonicalize(dir).map_err(io_err("resolve", dir))?;
@@ -709,13 +906,16 @@ impl Overlay {
                 return Err(OverlayError::NotAnOverlay(dir));
             }
         }
+        check_private(&dir, !initialised)?;
         let lock = take_lock(&dir)?;
         if !check_existing(&dir)? {
             write_atomic(&dir, CONFIG, config_text(&source).as_bytes())
                 .map_err(io_err("write overlay.toml in", &dir))?;
         }
-        ensure_subdir(&dir, UPPER)?;
-        ensure_subdir(&dir, WORK)?;
+        // upper/ is the view's root directory, whose mode the view shows; the overlay's own
+        // mode keeps others out of it.
+        ensure_subdir(&dir, UPPER, &DirBuilder::new())?;
+        ensure_subdir(&dir, WORK, &private_dir())?;
         let upper = open_subdir(&dir, UPPER)?;
         let work = open_subdir(&dir, WORK)?;
         empty_dir(work.as_fd()).map_err(io_err("empty", &dir.join(WORK)))?;
@@ -754,6 +954,12 @@ impl Overlay {
             _lock: lock,
             origins: Mutex::new(origins),
         })
+    }
+
+    /// Refuses an overlay that users other than this process's could have entered or
+    /// replaced (see `open_for_mount`): `apply` must copy only what the view wrote.
+    pub fn check_private(&self) -> Result<(), OverlayError> {
+        check_private(&self.dir, false)
     }
 
     /// The overlay directory (canonical).
@@ -834,10 +1040,10 @@ impl Overlay {
             text.push('\n');
         }
         write_atomic(&self.dir, ORIGINS, text.as_bytes())?;
-        let file = OpenOptions::new()
-            .append(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(self.dir.join(ORIGINS))?;
+        let mut file = open_own(&self.dir, ORIGINS, true)
+            .map_err(|e| io::Error::other(e.to_string()))?
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        file.seek(SeekFrom::End(0))?;
         origins.file = Some(file);
         Ok(())
     }
@@ -981,6 +1187,108 @@ mod tests {
         std::fs::write(f.overlay.join(CONFIG), "format = 7\nsource = \"/x\"\n").unwrap();
         let err = Overlay::open_for_review(&f.overlay, false).unwrap_err();
         assert!(matches!(err, OverlayError::NewerFormat { .. }), "{err}");
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn only_the_daemons_user_can_enter_the_overlay() {
+        let f = fixture();
+        drop(Overlay::open_for_mount(&f.overlay, &f.source).unwrap());
+        for dir in [&f.overlay, &f.overlay.join(WORK)] {
+            assert_eq!(mode_of(dir), 0o700, "{}", dir.display());
+        }
+        // An overlay others could enter: whatever they put in upper/ would pass for the view's.
+        chmod(&f.overlay, 0o755);
+        let err = Overlay::open_for_mount(&f.overlay, &f.source).unwrap_err();
+        assert!(matches!(err, OverlayError::NotPrivate { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("can be entered by other users (mode 0755)") && msg.contains("chmod 700"),
+            "{msg}"
+        );
+        let review = Overlay::open_for_review(&f.overlay, true).unwrap();
+        assert!(review.check_private().is_err());
+        drop(review);
+        chmod(&f.overlay, 0o700);
+        drop(Overlay::open_for_mount(&f.overlay, &f.source).unwrap());
+
+        // Another user's directory, even 0700: its owner could change it.
+        if sys::euid() == 0 {
+            std::os::unix::fs::chown(&f.overlay, Some(65534), None).unwrap();
+            let err = Overlay::open_for_mount(&f.overlay, &f.source).unwrap_err();
+            assert!(err.to_string().contains("belongs to uid 65534"), "{err}");
+            std::os::unix::fs::chown(&f.overlay, Some(0), None).unwrap();
+        }
+
+        // An empty directory of this user is no overlay yet: it is made private.
+        let empty = f.source.parent().unwrap().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        chmod(&empty, 0o777);
+        drop(Overlay::open_for_mount(&empty, &f.source).unwrap());
+        assert_eq!(mode_of(&empty), 0o700);
+
+        // A parent others can write (and not sticky) lets them swap the overlay for their own.
+        let shared = f.source.parent().unwrap().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        chmod(&shared, 0o777);
+        let err = Overlay::open_for_mount(&shared.join("ov"), &f.source).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("where other users (mode 0777) could rename it"),
+            "{msg}"
+        );
+        // Sticky, as /tmp is: others cannot rename what is not theirs.
+        chmod(&shared, 0o1777);
+        drop(Overlay::open_for_mount(&shared.join("ov"), &f.source).unwrap());
+        // Behind a directory others cannot enter, nothing is in their reach.
+        chmod(&shared, 0o777);
+        let closed = shared.parent().unwrap().join("closed");
+        std::fs::create_dir(&closed).unwrap();
+        std::fs::rename(&shared, closed.join("shared")).unwrap();
+        chmod(&closed, 0o700);
+        drop(Overlay::open_for_mount(&closed.join("shared/ov"), &f.source).unwrap());
+    }
+
+    #[test]
+    fn overlay_files_of_another_type_are_refused_without_blocking() {
+        let f = fixture();
+        drop(Overlay::open_for_mount(&f.overlay, &f.source).unwrap());
+        let fifo = |path: &Path| {
+            let dir = sys::open_root(path.parent().unwrap()).unwrap();
+            let name = Name::new(path.file_name().unwrap().as_bytes()).unwrap();
+            w::mknod(dir.as_fd(), &name, libc::S_IFIFO | 0o600).unwrap();
+        };
+        for name in [ORIGINS, LOCK, CONFIG] {
+            let path = f.overlay.join(name);
+            let saved = f.overlay.join("saved");
+            std::fs::rename(&path, &saved).unwrap();
+            fifo(&path);
+            let mount = Overlay::open_for_mount(&f.overlay, &f.source).unwrap_err();
+            let review = Overlay::open_for_review(&f.overlay, true).unwrap_err();
+            for err in [mount, review] {
+                let msg = err.to_string();
+                assert!(
+                    matches!(err, OverlayError::NotAFile { .. })
+                        && msg.contains(&format!("{name} is a FIFO")),
+                    "{name}: {msg}"
+                );
+            }
+            std::fs::remove_file(&path).unwrap();
+            symlink("saved", &path).unwrap();
+            let err = Overlay::open_for_review(&f.overlay, true).unwrap_err();
+            assert!(err.to_string().contains("is a symlink"), "{name}: {err}");
+            std::fs::remove_file(&path).unwrap();
+            std::fs::rename(&saved, &path).unwrap();
+        }
+        drop(Overlay::open_for_mount(&f.overlay, &f.source).unwrap());
     }
 
     #[test]
