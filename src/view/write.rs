@@ -626,8 +626,16 @@ impl View {
                 }
             }
             Some(upper) => {
-                let dir_fd = self.copy_up_dir(upper, &dir_path)?;
+                // Whatever can refuse the removal is checked before anything changes: the
+                // whiteout must fit in a name, and in the file limit.
                 let lower = self.lower_present(upper, &path);
+                let whiteout = if lower {
+                    upper.reserve_files(1)?;
+                    Some(upper::whiteout_name(name)?)
+                } else {
+                    None
+                };
+                let dir_fd = self.copy_up_dir(upper, &dir_path)?;
                 self.record(upper, &path)?;
                 let mut freed = 0;
                 // Found before `ns` was taken: another request may have copied it up since.
@@ -644,10 +652,8 @@ impl View {
                         w::unlink(dir_fd.as_fd(), name, false).map_err(io)?;
                     }
                 }
-                if lower {
-                    upper.reserve_files(1)?;
-                    let wh = upper::whiteout_name(name)?;
-                    drop(w::create_file(dir_fd.as_fd(), &wh, 0).map_err(io)?);
+                if let Some(wh) = &whiteout {
+                    drop(w::create_file(dir_fd.as_fd(), wh, 0).map_err(io)?);
                 }
                 upper.note_removed(&path, freed, lower);
             }
@@ -771,6 +777,14 @@ impl View {
         if exchange && dst.is_some_and(|d| d.stat.kind == FileType::Dir) && to_lower {
             return Err(FsError::CrossDevice);
         }
+        // Whatever can refuse the rename is checked before anything changes: the whiteout
+        // left at the old name must fit in a name, and in the file limit.
+        let whiteout = if from_lower && !exchange {
+            upper.reserve_files(1)?;
+            Some(upper::whiteout_name(name)?)
+        } else {
+            None
+        };
         self.record(upper, from)?;
         self.record(upper, to)?;
         let (from_fd, _) = self.copy_up(upper, from, src)?;
@@ -796,9 +810,6 @@ impl View {
                 self.remove_upper_dir(to_fd.as_fd(), new_name)?;
             }
         }
-        if from_lower {
-            upper.reserve_files(1)?;
-        }
         w::rename(from_fd.as_fd(), name, to_fd.as_fd(), new_name, 0).map_err(io)?;
         if src_dir && to_lower && !upper.is_opaque(from) {
             let moved = sys::open_child_dir(to_fd.as_fd(), new_name).map_err(io)?;
@@ -809,9 +820,8 @@ impl View {
             let wh = upper::whiteout_name(new_name)?;
             w::unlink(to_fd.as_fd(), &wh, false).map_err(io)?;
         }
-        if from_lower {
-            let wh = upper::whiteout_name(name)?;
-            drop(w::create_file(from_fd.as_fd(), &wh, 0).map_err(io)?);
+        if let Some(wh) = &whiteout {
+            drop(w::create_file(from_fd.as_fd(), wh, 0).map_err(io)?);
         }
         upper.note_renamed(from, to, from_lower);
         if src_dir && to_lower {
