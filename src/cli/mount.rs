@@ -342,6 +342,11 @@ impl Started {
 /// Compiles the policy, opens SOURCE (and the overlay), and mounts the view at MOUNTPOINT.
 /// On failure nothing is left mounted.
 pub fn start(prepared: &Prepared, options: &MountOptions) -> CliResult<Started> {
+    // Each file the agent holds open through the view costs a descriptor here.
+    match sys::raise_descriptor_limit() {
+        Ok(limit) => tracing::debug!(limit, "descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
+    }
     let matcher = Arc::new(
         prepared
             .policy

@@ -611,6 +611,52 @@ pub fn stdout_to_null() -> io::Result<()> {
     Ok(())
 }
 
+/// The descriptor limit (soft, hard) this process started with, recorded by
+/// [`raise_descriptor_limit`] before it changes it.
+static STARTING_NOFILE: OnceLock<(u64, u64)> = OnceLock::new();
+
+/// The limit on open descriptors as (soft, hard).
+fn nofile_limit() -> io::Result<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and nothing else.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    Ok(lim)
+}
+
+/// Raises the soft limit on open descriptors to the hard limit (capped by the kernel's
+/// `fs.nr_open`) and returns it. Every file an agent holds open through a view costs the daemon
+/// one descriptor, so under a shell's usual soft limit of 1,024 one process holding many files
+/// would make every other process's opens fail.
+pub fn raise_descriptor_limit() -> io::Result<u64> {
+    let mut lim = nofile_limit()?;
+    STARTING_NOFILE.get_or_init(|| (lim.rlim_cur, lim.rlim_max));
+    let mut wanted = lim.rlim_max;
+    if wanted == libc::RLIM_INFINITY {
+        wanted = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(lim.rlim_cur);
+    }
+    if wanted > lim.rlim_cur {
+        lim.rlim_cur = wanted;
+        // SAFETY: setrlimit reads the struct we pass; the soft limit stays within the hard one.
+        check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// The descriptor limit this process started with, if [`raise_descriptor_limit`] changed it.
+fn starting_descriptor_limit() -> Option<libc::rlimit> {
+    let (soft, hard) = *STARTING_NOFILE.get()?;
+    Some(libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    })
+}
+
 /// The effective uid of this process.
 pub fn euid() -> u32 {
     // SAFETY: geteuid cannot fail and has no memory effects.

@@ -30,6 +30,8 @@ pub fn contained(
     let report_fd = report.as_raw_fd();
     let mut command = Command::new("/proc/self/exe");
     command.args(args).envs(env.iter().copied());
+    // The command keeps the descriptor limits its caller gave run, not the daemon's.
+    starting_limits(&mut command);
     // SAFETY: the hook runs in the forked child before exec and only makes raw system calls
     // without allocating, so it is async-signal-safe.
     unsafe {
@@ -59,6 +61,23 @@ pub fn inherited(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: the descriptor is open (fcntl succeeded), was handed to this process for this
     // purpose, and nothing else in it owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Gives `cmd`, once forked, the descriptor limit this process started with, should it have
+/// raised its own ([`super::raise_descriptor_limit`]): the command keeps its caller's limits,
+/// not the daemon's (programs that use `select` need a soft limit of at most 1,024).
+pub fn starting_limits(cmd: &mut Command) {
+    let Some(limit) = super::starting_descriptor_limit() else {
+        return;
+    };
+    // SAFETY: the hook runs in the forked child before exec and only calls setrlimit on a
+    // struct prepared here, allocating nothing, so it is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            check(libc::setrlimit(libc::RLIMIT_NOFILE, &limit))?;
+            Ok(())
+        });
+    }
 }
 
 /// Sends `signal` to the process `pid`.
