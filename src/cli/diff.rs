@@ -5,10 +5,16 @@
 //! does. `--json` prints one array of objects `{"op", "path", "kind", "sensitive", "reasons"}`;
 //! `path` is lossy UTF-8, and a path that is not UTF-8 also gets `path_bytes`, its exact bytes
 //! as an array of numbers. `--patch` adds unified diffs (`--- a/PATH`, `+++ b/PATH`; text only,
-//! a one-line note for binary files); with `--json` each object gets a `patch` string.
+//! a one-line note for binary files and for files past [`TEXT_PATCH_MAX`]); with `--json` each
+//! object gets a `patch` string. Changes are printed one at a time, and no file is ever read
+//! whole unless it is small enough for a text patch, so memory stays bounded whatever the
+//! overlay holds. A patch that cannot be made is named on stderr, and the command then exits 1.
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -55,37 +61,71 @@ impl DiffCmd {
         let lower = open_source(&overlay)?;
         let list =
             changes::list(&overlay, lower.as_fd()).map_err(|e| CliError::runtime(e.to_string()))?;
-        let patch_of = |c: &Change| {
-            if self.patch {
-                patch(&overlay, lower.as_fd(), c)
-            } else {
-                String::new()
+        // Each change is printed as soon as it is made, so memory holds one patch at a time.
+        let mut out = std::io::stdout().lock();
+        let mut failed = 0usize;
+        let mut patch_of = |c: &Change| -> Option<Result<String, String>> {
+            let made = self
+                .patch
+                .then(|| patch(&overlay, lower.as_fd(), c).map_err(|e| e.to_string()));
+            if let Some(Err(e)) = &made {
+                failed += 1;
+                eprintln!("scopefs: no patch for {}: {e}", quote(&c.path));
             }
+            made
         };
-        if self.json {
-            let items: Vec<serde_json::Value> = list
-                .iter()
-                .map(|c| {
-                    let mut obj = json(c);
-                    if let (true, Some(map)) = (self.patch, obj.as_object_mut()) {
-                        map.insert("patch".into(), patch_of(c).into());
-                    }
-                    obj
-                })
-                .collect();
-            let text = serde_json::to_string_pretty(&items)
-                .map_err(|e| CliError::runtime(format!("cannot write JSON: {e}")))?;
-            println!("{text}");
-            return Ok(());
-        }
-        for change in &list {
-            println!("{}", line(change));
-            if self.patch {
-                print!("{}", patch_of(change));
-            }
+        let written = if self.json {
+            let items = list.iter().map(|c| {
+                let mut obj = json(c);
+                if let (Some(made), Some(map)) = (patch_of(c), obj.as_object_mut()) {
+                    match made {
+                        Ok(text) => map.insert("patch".into(), text.into()),
+                        Err(e) => map.insert("patch_error".into(), e.into()),
+                    };
+                }
+                obj
+            });
+            write_json_array(&mut out, items)
+        } else {
+            list.iter().try_for_each(|change| {
+                writeln!(out, "{}", line(change))?;
+                match patch_of(change) {
+                    Some(Ok(text)) => out.write_all(text.as_bytes()),
+                    _ => Ok(()),
+                }
+            })
+        };
+        written
+            .and_then(|()| out.flush())
+            .map_err(|e| CliError::runtime(format!("cannot write the changes: {e}")))?;
+        if failed > 0 {
+            return Err(CliError::runtime(format!(
+                "{failed} patch(es) could not be made (named above); the list of changes is complete"
+            )));
         }
         Ok(())
     }
+}
+
+/// Writes `items` as one pretty-printed JSON array, as `serde_json::to_string_pretty` would,
+/// one item at a time.
+fn write_json_array(
+    out: &mut impl Write,
+    items: impl Iterator<Item = serde_json::Value>,
+) -> std::io::Result<()> {
+    let mut first = true;
+    for item in items {
+        out.write_all(if first { b"[\n" } else { b",\n" })?;
+        first = false;
+        let text = serde_json::to_string_pretty(&item).map_err(std::io::Error::other)?;
+        for (i, part) in text.split('\n').enumerate() {
+            if i > 0 {
+                out.write_all(b"\n")?;
+            }
+            write!(out, "  {part}")?;
+        }
+    }
+    out.write_all(if first { b"[]\n" } else { b"\n]\n" })
 }
 
 /// The JSON object of one change.
@@ -104,30 +144,121 @@ pub fn json(change: &Change) -> serde_json::Value {
     obj
 }
 
-/// What one side holds for the patch: file bytes, a symlink target, or nothing.
-fn content(root: BorrowedFd<'_>, path: &RelPath, kind: Option<EntryKind>) -> Option<Vec<u8>> {
-    use std::io::Read;
-    match kind? {
-        EntryKind::File => {
-            let mut out = Vec::new();
-            crate::overlay::open_file_beneath(root, path)
-                .and_then(|mut f| f.read_to_end(&mut out))
-                .ok()?;
-            Some(out)
+/// The largest file shown as a text patch. A larger one gets a note instead: a reviewer cannot
+/// read a patch that long, and making it would hold both sides in memory.
+pub const TEXT_PATCH_MAX: u64 = 4 * 1024 * 1024;
+
+/// How much of a file decides that it is binary: a NUL among the first 8000 bytes, as git
+/// decides.
+const SNIFF: usize = 8000;
+
+/// How long the diff of one file may search for the shortest patch before it settles for a
+/// longer one.
+const DIFF_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one side of a change holds for the patch.
+enum Side {
+    /// Nothing (an addition's old side, a deletion's new side, a directory).
+    Absent,
+    /// A symlink's target.
+    Link(Vec<u8>),
+    /// A regular file, open, and its size.
+    File(File, u64),
+}
+
+/// Why a patch could not be made: the path, the side and the error.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read it in {side}: {source}")]
+pub struct PatchError {
+    side: &'static str,
+    source: std::io::Error,
+}
+
+impl Side {
+    fn open(
+        root: BorrowedFd<'_>,
+        path: &RelPath,
+        kind: Option<EntryKind>,
+        side: &'static str,
+    ) -> Result<Side, PatchError> {
+        let err = |source| PatchError { side, source };
+        Ok(match kind {
+            Some(EntryKind::File) => {
+                let file = crate::overlay::open_file_beneath(root, path).map_err(err)?;
+                let size = sys::fstat(file.as_fd()).map_err(err)?.size;
+                Side::File(file, size)
+            }
+            Some(EntryKind::Symlink) => Side::Link(
+                sys::resolve(root, path, Open::Path)
+                    .and_then(|fd| sys::readlink(fd.as_fd()))
+                    .map_err(err)?,
+            ),
+            _ => Side::Absent,
+        })
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Side::Absent => 0,
+            Side::Link(target) => target.len() as u64,
+            Side::File(_, size) => *size,
         }
-        EntryKind::Symlink => {
-            sys::readlink(sys::resolve(root, path, Open::Path).ok()?.as_fd()).ok()
+    }
+
+    /// The first bytes, at most [`SNIFF`] of them.
+    fn head(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Side::Absent => Ok(Vec::new()),
+            Side::Link(target) => Ok(target.iter().take(SNIFF).copied().collect()),
+            Side::File(file, _) => {
+                let mut head = Vec::with_capacity(SNIFF);
+                rewound(file)?.take(SNIFF as u64).read_to_end(&mut head)?;
+                Ok(head)
+            }
         }
-        _ => None,
+    }
+
+    /// Every byte: only ever called for sides of at most [`TEXT_PATCH_MAX`] bytes.
+    fn bytes(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Side::Absent => Ok(Vec::new()),
+            Side::Link(target) => Ok(target.clone()),
+            Side::File(file, size) => {
+                let mut all = Vec::with_capacity(usize::try_from(*size).unwrap_or(0));
+                rewound(file)?
+                    .take(TEXT_PATCH_MAX + 1)
+                    .read_to_end(&mut all)?;
+                Ok(all)
+            }
+        }
     }
 }
 
-fn is_binary(data: &[u8]) -> bool {
-    data.iter().take(8000).any(|b| *b == 0) || std::str::from_utf8(data).is_err()
+/// `file`, read from its start again.
+fn rewound(mut file: &File) -> std::io::Result<&File> {
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
 }
 
-/// The unified diff of one change (empty for directories and unchanged content).
-fn patch(overlay: &Overlay, lower: BorrowedFd<'_>, change: &Change) -> String {
+/// Whether both sides hold the same bytes, read a block at a time.
+fn same_bytes(old: &Side, new: &Side) -> std::io::Result<bool> {
+    match (old, new) {
+        (Side::File(a, a_size), Side::File(b, b_size)) => {
+            Ok(a_size == b_size && changes::same_file_content(rewound(a)?, rewound(b)?)?)
+        }
+        (Side::Link(a), Side::Link(b)) => Ok(a == b),
+        (Side::Absent, Side::Absent) => Ok(true),
+        _ => Ok(false),
+    }
+}
+
+fn is_binary(head: &[u8]) -> bool {
+    head.contains(&0)
+}
+
+/// The unified diff of one change (empty for directories and unchanged content): a note for a
+/// binary file or one too large for a text patch, never the whole of such a file in memory.
+fn patch(overlay: &Overlay, lower: BorrowedFd<'_>, change: &Change) -> Result<String, PatchError> {
     let name = String::from_utf8_lossy(change.path.as_bytes()).into_owned();
     let (old_kind, new_kind) = match change.op {
         Op::Add => (None, Some(change.kind)),
@@ -141,15 +272,23 @@ fn patch(overlay: &Overlay, lower: BorrowedFd<'_>, change: &Change) -> String {
     {
         out.push_str(&format!("old mode {old:o}\nnew mode {new:o}\n"));
     }
-    let old = content(lower, &change.path, old_kind);
-    let new = content(overlay.upper(), &change.path, new_kind);
-    if old.is_none() && new.is_none() {
-        return out;
+    let old = Side::open(lower, &change.path, old_kind, "SOURCE")?;
+    let new = Side::open(overlay.upper(), &change.path, new_kind, "the overlay")?;
+    let in_source = |source| PatchError {
+        side: "SOURCE",
+        source,
+    };
+    let in_overlay = |source| PatchError {
+        side: "the overlay",
+        source,
+    };
+    let comparing = |source| PatchError {
+        side: "SOURCE or the overlay",
+        source,
+    };
+    if same_bytes(&old, &new).map_err(comparing)? {
+        return Ok(out);
     }
-    if old == new {
-        return out;
-    }
-    let (a, b) = (old.unwrap_or_default(), new.unwrap_or_default());
     let old_header = if old_kind.is_some() {
         format!("a/{name}")
     } else {
@@ -160,15 +299,30 @@ fn patch(overlay: &Overlay, lower: BorrowedFd<'_>, change: &Change) -> String {
     } else {
         "/dev/null".into()
     };
-    if is_binary(&a) || is_binary(&b) {
-        out.push_str(&format!(
-            "Binary files {old_header} and {new_header} differ\n"
-        ));
-        return out;
+    let binary = format!("Binary files {old_header} and {new_header} differ\n");
+    if is_binary(&old.head().map_err(in_source)?) || is_binary(&new.head().map_err(in_overlay)?) {
+        out.push_str(&binary);
+        return Ok(out);
     }
-    let a = String::from_utf8_lossy(&a);
-    let b = String::from_utf8_lossy(&b);
-    let diff = similar::TextDiff::from_lines(a.as_ref(), b.as_ref());
+    if old.size() > TEXT_PATCH_MAX || new.size() > TEXT_PATCH_MAX {
+        out.push_str(&format!(
+            "File too large for a text patch: {old_header} ({} bytes) and {new_header} ({} bytes) differ; patches stop at {} MiB\n",
+            old.size(),
+            new.size(),
+            TEXT_PATCH_MAX / (1024 * 1024)
+        ));
+        return Ok(out);
+    }
+    let (Ok(a), Ok(b)) = (
+        String::from_utf8(old.bytes().map_err(in_source)?),
+        String::from_utf8(new.bytes().map_err(in_overlay)?),
+    ) else {
+        out.push_str(&binary);
+        return Ok(out);
+    };
+    let diff = similar::TextDiff::configure()
+        .timeout(DIFF_TIMEOUT)
+        .diff_lines(a.as_str(), b.as_str());
     out.push_str(
         &diff
             .unified_diff()
@@ -176,5 +330,28 @@ fn patch(overlay: &Overlay, lower: BorrowedFd<'_>, change: &Change) -> String {
             .header(&old_header, &new_header)
             .to_string(),
     );
-    out
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_array_is_written_as_serde_json_writes_it() {
+        for items in [
+            vec![],
+            vec![serde_json::json!({"op": "A", "reasons": []})],
+            vec![
+                serde_json::json!({"op": "M", "patch": "--- a\n+++ b\n", "reasons": ["x"]}),
+                serde_json::json!({"op": "D", "nested": {"k": [1, 2]}}),
+            ],
+        ] {
+            let mut out = Vec::new();
+            write_json_array(&mut out, items.clone().into_iter()).unwrap();
+            let expected = serde_json::to_string_pretty(&items).unwrap() + "\n";
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+    }
 }

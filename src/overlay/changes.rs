@@ -17,6 +17,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -179,8 +180,14 @@ pub fn stat_beneath(root: BorrowedFd<'_>, path: &RelPath) -> io::Result<Option<S
 
 /// Whether the regular files at `path` beneath the two roots have the same bytes.
 pub fn same_content(a: BorrowedFd<'_>, b: BorrowedFd<'_>, path: &RelPath) -> io::Result<bool> {
-    let mut fa = sys::open_regular(a, path, false)?;
-    let mut fb = sys::open_regular(b, path, false)?;
+    let fa = sys::open_regular(a, path, false)?;
+    let fb = sys::open_regular(b, path, false)?;
+    same_file_content(&fa, &fb)
+}
+
+/// Whether two open files hold the same bytes from their current positions on, read a block at
+/// a time.
+pub fn same_file_content(mut fa: &File, mut fb: &File) -> io::Result<bool> {
     let mut ba = vec![0u8; 64 * 1024];
     let mut bb = vec![0u8; 64 * 1024];
     loop {
