@@ -163,20 +163,79 @@ impl std::error::Error for PolicyErrors {}
 /// 1-based line and column (in characters) of byte `offset` in `text`. An offset past the end or
 /// inside a character is clamped to the nearest character boundary before it.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
+    LineIndex::new(text).line_column(offset)
+}
+
+/// The starts of the lines of a text, to find the line and column of many offsets at the cost
+/// of one pass over the text (a policy may hold tens of thousands of patterns).
+pub struct LineIndex<'a> {
+    text: &'a str,
+    /// Byte offset where each line after the first starts.
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(text: &'a str) -> LineIndex<'a> {
+        let starts = text
+            .bytes()
+            .enumerate()
+            .filter(|(_, b)| *b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
+        LineIndex { text, starts }
     }
-    let before = text.get(..offset).unwrap_or_default();
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before.get(line_start..).unwrap_or_default().chars().count() + 1;
-    (line, column)
+
+    /// The 1-based line and column (in characters) of byte `offset`, as [`line_column`].
+    pub fn line_column(&self, offset: usize) -> (usize, usize) {
+        let text = self.text;
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = self.starts.partition_point(|start| *start <= offset);
+        let line_start = match before.checked_sub(1) {
+            Some(i) => self.starts.get(i).copied().unwrap_or(0),
+            None => 0,
+        };
+        let column = text
+            .get(line_start..offset)
+            .unwrap_or_default()
+            .chars()
+            .count()
+            + 1;
+        (before + 1, column)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plain way: count the newlines before `offset`.
+    fn line_column_by_scanning(text: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = text.get(..offset).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before.get(line_start..).unwrap_or_default().chars().count() + 1;
+        (line, column)
+    }
+
+    #[test]
+    fn the_line_index_agrees_with_counting() {
+        let text = "a = 1\n\n[view]\nhide = [\"é\", \"x\"]\nlast";
+        let index = LineIndex::new(text);
+        for offset in 0..text.len() + 3 {
+            assert_eq!(
+                index.line_column(offset),
+                line_column_by_scanning(text, offset),
+                "offset {offset}"
+            );
+        }
+    }
 
     #[test]
     fn line_and_column_are_one_based() {

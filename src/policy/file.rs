@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
-use super::errors::{Location, PolicyError, PolicyErrors, line_column};
+use super::errors::{LineIndex, Location, PolicyError, PolicyErrors};
 use super::presets::{PRESET_NAMES, static_name};
 use super::size::parse_size;
 use super::{HardlinkMode, Rule, RuleOrigin, SymlinkMode, WriteMode, pattern};
@@ -401,6 +401,7 @@ impl Policy {
     /// Gives every pattern read from the file its file, line and column.
     fn locate_patterns(&mut self, text: &str) {
         let file = self.file.clone().unwrap_or_else(|| PathBuf::from(NO_FILE));
+        let lines = LineIndex::new(text);
         let lists = [
             Some(&mut self.view.allow),
             Some(&mut self.view.hide),
@@ -408,7 +409,7 @@ impl Policy {
         ];
         for pattern in lists.into_iter().flatten().flatten() {
             if let Some(span) = &pattern.span {
-                let (line, column) = line_column(text, span.start);
+                let (line, column) = lines.line_column(span.start);
                 pattern.rule.origin = RuleOrigin::File {
                     path: file.clone(),
                     line,

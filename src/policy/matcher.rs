@@ -183,10 +183,22 @@ enum Fold {
 
 /// One compiled pattern list and the rules behind its globs. The index of each rule is stored as
 /// the glob's `from` path, so a match names its rule exactly, duplicates included.
+///
+/// The glob engine compiles a list into one automaton of bounded size, which a list of some
+/// thousands of patterns outgrows; such a list is split, in order, into parts that fit (as few
+/// as will), and a match in a later part overrides one in an earlier part, as a later line does.
 #[derive(Debug)]
 struct List {
-    gitignore: Gitignore,
+    parts: Vec<Gitignore>,
     rules: Vec<Rule>,
+}
+
+/// A pattern that parsed: its rule's index, the lines it adds (the pattern and, in an
+/// insensitive list, its folded spelling) and where it was written.
+struct Line {
+    index: usize,
+    spellings: Vec<String>,
+    location: Location,
 }
 
 impl List {
@@ -195,34 +207,47 @@ impl List {
         List::from_entries(entries, fold, errors)
     }
 
+    fn builder(fold: Fold) -> GitignoreBuilder {
+        let mut builder = GitignoreBuilder::new(".");
+        builder.allow_unclosed_class(false);
+        // Only ever returns Ok; the Result is a leftover of the crate's API.
+        let _ = builder.case_insensitive(fold == Fold::Insensitive);
+        builder
+    }
+
     fn from_entries(
         entries: impl Iterator<Item = (Rule, Location)>,
         fold: Fold,
         errors: &mut PolicyErrors,
     ) -> List {
-        let mut builder = GitignoreBuilder::new(".");
-        builder.allow_unclosed_class(false);
-        // Only ever returns Ok; the Result is a leftover of the crate's API.
-        let _ = builder.case_insensitive(fold == Fold::Insensitive);
+        // Each line is parsed here once, so a bad one is reported where it was written.
+        let mut parsing = List::builder(fold);
         let mut rules = Vec::new();
+        let mut lines = Vec::new();
         for (rule, location) in entries {
             if let Some(message) = pattern::problem(&rule.pattern) {
                 errors.push(PolicyError::new(location, message));
                 continue;
             }
-            let index = PathBuf::from(rules.len().to_string());
-            match builder.add_line(Some(index.clone()), &rule.pattern) {
+            let index = rules.len();
+            match parsing.add_line(None, &rule.pattern) {
                 Ok(_) => {
+                    let mut spellings = vec![rule.pattern.clone()];
                     // The glob engine folds case for ASCII only, so an insensitive list also
                     // holds the folded spelling of a non-ASCII pattern, right after it (keeping
-                    // the order `!` depends on), to meet the folded form of names.
+                    // the order `!` depends on), to meet the folded form of names. A spelling
+                    // that does not compile adds nothing; the original stays.
                     if fold == Fold::Insensitive && !rule.pattern.is_ascii() {
                         let folded = fold_str(&rule.pattern);
-                        if folded != rule.pattern {
-                            // A spelling that does not compile adds nothing; the original stays.
-                            let _ = builder.add_line(Some(index), &folded);
+                        if folded != rule.pattern && parsing.add_line(None, &folded).is_ok() {
+                            spellings.push(folded);
                         }
                     }
+                    lines.push(Line {
+                        index,
+                        spellings,
+                        location,
+                    });
                     rules.push(rule);
                 }
                 Err(err) => errors.push(PolicyError::new(
@@ -231,28 +256,70 @@ impl List {
                 )),
             }
         }
-        let gitignore = builder.build().unwrap_or_else(|err| {
-            errors.push(PolicyError::new(
-                Location::Preset("compiled"),
-                format!("the pattern list cannot be compiled: {err}"),
-            ));
-            Gitignore::empty()
-        });
-        List { gitignore, rules }
+        let mut parts = Vec::new();
+        List::compile_parts(&lines, fold, &mut parts, errors);
+        List { parts, rules }
+    }
+
+    /// Compiles `lines` into one part, or, when the glob engine refuses them together, into
+    /// the parts of each half in turn; a single pattern it refuses is reported where it was
+    /// written.
+    fn compile_parts(
+        lines: &[Line],
+        fold: Fold,
+        parts: &mut Vec<Gitignore>,
+        errors: &mut PolicyErrors,
+    ) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut builder = List::builder(fold);
+        for line in lines {
+            let from = PathBuf::from(line.index.to_string());
+            for spelling in &line.spellings {
+                // Parsed once already: it cannot fail now.
+                let _ = builder.add_line(Some(from.clone()), spelling);
+            }
+        }
+        match (builder.build(), lines) {
+            (Ok(part), _) => parts.push(part),
+            (Err(err), [line]) => {
+                let pattern = line.spellings.first().map_or("", String::as_str);
+                let shown: String = pattern.chars().take(60).collect();
+                let more = if shown.len() < pattern.len() {
+                    "…"
+                } else {
+                    ""
+                };
+                errors.push(PolicyError::new(
+                    line.location.clone(),
+                    format!(
+                        "{shown:?}{more} is too complex to compile ({err}); split it into simpler patterns"
+                    ),
+                ));
+            }
+            (Err(_), _) => {
+                let (first, second) = lines.split_at(lines.len() / 2);
+                List::compile_parts(first, fold, parts, errors);
+                List::compile_parts(second, fold, parts, errors);
+            }
+        }
     }
 
     /// The rule that selects `path` itself (a non-negated pattern that matched last), if any.
     fn selects(&self, path: &[u8], is_dir: bool) -> Option<&Rule> {
-        match self
-            .gitignore
-            .matched(Path::new(OsStr::from_bytes(path)), is_dir)
-        {
-            Match::Ignore(glob) => {
-                let index = glob.from()?.to_str()?.parse::<usize>().ok()?;
-                self.rules.get(index)
+        let path = Path::new(OsStr::from_bytes(path));
+        for part in self.parts.iter().rev() {
+            match part.matched(path, is_dir) {
+                Match::Ignore(glob) => {
+                    let index = glob.from()?.to_str()?.parse::<usize>().ok()?;
+                    return self.rules.get(index);
+                }
+                Match::Whitelist(_) => return None,
+                Match::None => {}
             }
-            Match::Whitelist(_) | Match::None => None,
         }
+        None
     }
 }
 
@@ -828,6 +895,59 @@ mod tests {
                 },
                 pattern: "a".into()
             })
+        );
+    }
+
+    /// A hide list too large for one automaton of the glob engine (about 7,500 patterns like
+    /// these fit) compiles in parts and decides as one list: later lines win across parts.
+    #[test]
+    fn ten_thousand_hide_patterns_compile_and_match_in_order() {
+        let mut text = String::from("[view]\nhide = [\n");
+        for i in 0..10_000 {
+            text.push_str(&format!("  \"private{i:05}/\",\n"));
+        }
+        text.push_str("  \"!private00007/\",\n]\n");
+        let m = matcher(&text);
+        assert!(m.hide.last().is_some_and(|l| l.parts.len() > 1));
+        for i in [0, 4_999, 5_000, 9_999] {
+            let path = format!("private{i:05}/a.txt");
+            assert_eq!(
+                m.decide(&rel(path.as_bytes()), NonDir),
+                Decision::Hidden(Rule {
+                    origin: RuleOrigin::File {
+                        path: "<policy>".into(),
+                        line: i + 3
+                    },
+                    pattern: format!("private{i:05}/")
+                }),
+                "{path}"
+            );
+            let file = format!("private{i:05}");
+            assert!(m.is_visible(&rel(file.as_bytes()), NonDir), "{file}");
+        }
+        // The last line, in the last part, re-includes what a line of the first part hid.
+        assert!(m.is_visible(&rel(b"private00007/keep.txt"), NonDir));
+        assert!(!m.is_visible(&rel(b"PRIVATE00008/keep.txt"), NonDir));
+    }
+
+    #[test]
+    fn a_pattern_too_complex_to_compile_is_named_with_its_line() {
+        let alternatives: Vec<String> = (0..20_000)
+            .map(|i| format!("*[a-z]n{i:05}*[0-9]"))
+            .collect();
+        let text = format!(
+            "[view]\nhide = [\n  \"ok.txt\",\n  \"{{{}}}\",\n]\n",
+            alternatives.join(",")
+        );
+        let err = Policy::parse(&text, None)
+            .and_then(|p| p.compile())
+            .unwrap_err();
+        let first = err.first_line();
+        assert!(
+            first.starts_with("<policy>:4:3: \"{*[a-z]n00000")
+                && first.contains("is too complex to compile")
+                && first.len() < 200,
+            "{first}"
         );
     }
 
