@@ -8,7 +8,8 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = scopefs::cli::Cli::parse();
+    let cli = scopefs::cli::Cli::parse_from(scopefs::cli::arguments());
+    scopefs::cli::hide_arguments();
     if let Err(err) = scopefs::cli::run(cli) {
         eprintln!("scopefs: {err}");
         std::process::exit(err.code as i32);

@@ -1,7 +1,11 @@
 //! The command line of SPEC §1: clap definitions, one file per subcommand. Each turns its
 //! arguments into library calls and prints the result; none holds file-system logic.
 
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -106,6 +110,58 @@ impl From<WriteModeArg> for WriteMode {
 }
 
 /// Runs one parsed command line.
+/// The argument that makes scopefs read its real arguments from standard input: how `mount`
+/// starts its detached daemon without putting the policy flags on a command line.
+pub const ARGS_ON_STDIN: &str = "--args-on-stdin";
+
+/// The command's arguments: its own, or, when started with [`ARGS_ON_STDIN`] alone, those
+/// sent NUL-terminated on standard input (which is then pointed at `/dev/null`). They are kept
+/// for [`arguments_given`], since [`hide_arguments`] blanks the command line afterwards.
+pub fn arguments() -> Vec<OsString> {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    if args
+        .get(1..)
+        .is_some_and(|rest| rest == [OsString::from(ARGS_ON_STDIN)])
+    {
+        args.truncate(1);
+        let mut sent = Vec::new();
+        if let Err(e) = std::io::stdin().read_to_end(&mut sent) {
+            tracing::error!(error = %e, "cannot read the arguments sent on standard input");
+        }
+        // Each argument ends with a NUL (an empty one included).
+        if let Some(body) = sent.strip_suffix(&[0]) {
+            args.extend(
+                body.split(|b| *b == 0)
+                    .map(|a| OsString::from_vec(a.to_vec())),
+            );
+        }
+        if let Err(e) = crate::sys::stdin_to_null() {
+            tracing::warn!(error = %e, "cannot detach standard input");
+        }
+    }
+    let _ = GIVEN.set(args.clone());
+    args
+}
+
+static GIVEN: OnceLock<Vec<OsString>> = OnceLock::new();
+
+/// The arguments [`arguments`] returned (program name first), or the command line's.
+pub fn arguments_given() -> Vec<OsString> {
+    GIVEN
+        .get()
+        .cloned()
+        .unwrap_or_else(|| std::env::args_os().collect())
+}
+
+/// Blanks the command line after the subcommand's name, so that other users reading
+/// `/proc/PID/cmdline` (`ps`) do not learn the policy flags (`--hide private/`) of a daemon
+/// that may run for hours. Called once the arguments are parsed.
+pub fn hide_arguments() {
+    if let Err(e) = crate::sys::hide_arguments(2) {
+        tracing::debug!(error = %e, "cannot blank the command line");
+    }
+}
+
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Mount(cmd) => cmd.run(),

@@ -6,6 +6,7 @@
 //! failure is reported by the command the user ran, with nothing left mounted.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -250,15 +251,32 @@ fn check_fuse_device() -> CliResult {
 fn detach(mountpoint: &Path) -> CliResult {
     let exe = std::env::current_exe()
         .map_err(|e| CliError::runtime(format!("cannot find the scopefs binary: {e}")))?;
+    // The arguments go on the daemon's standard input, not on its command line, which every
+    // user can read for as long as the daemon runs.
     let mut child = Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .arg("--daemon-child")
-        .stdin(Stdio::null())
+        .arg(crate::cli::ARGS_ON_STDIN)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
         .map_err(|e| CliError::runtime(format!("cannot start the daemon: {e}")))?;
+    let mut sent = Vec::new();
+    for arg in crate::cli::arguments_given()
+        .iter()
+        .skip(1)
+        .map(|a| a.as_os_str())
+        .chain([std::ffi::OsStr::new("--daemon-child")])
+    {
+        sent.extend_from_slice(arg.as_bytes());
+        sent.push(0);
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        // A daemon that died at once is reported below, by what it (did not) say.
+        if let Err(e) = stdin.write_all(&sent) {
+            tracing::debug!(error = %e, "cannot send the daemon its arguments");
+        }
+    }
     let Some(stdout) = child.stdout.take() else {
         return Err(CliError::runtime("cannot talk to the daemon"));
     };

@@ -611,6 +611,14 @@ pub fn stdout_to_null() -> io::Result<()> {
     Ok(())
 }
 
+/// Points standard input at `/dev/null`, once what was sent on it has been read.
+pub fn stdin_to_null() -> io::Result<()> {
+    let null = std::fs::OpenOptions::new().read(true).open("/dev/null")?;
+    // SAFETY: both descriptors are valid; dup2 atomically replaces descriptor 0.
+    check(unsafe { libc::dup2(null.as_raw_fd(), libc::STDIN_FILENO) })?;
+    Ok(())
+}
+
 /// The descriptor limit (soft, hard) this process started with, recorded by
 /// [`raise_descriptor_limit`] before it changes it.
 static STARTING_NOFILE: OnceLock<(u64, u64)> = OnceLock::new();
@@ -655,6 +663,44 @@ fn starting_descriptor_limit() -> Option<libc::rlimit> {
         rlim_cur: soft,
         rlim_max: hard,
     })
+}
+
+/// Blanks this process's command line in `/proc/PID/cmdline` (which every user may read)
+/// after its first `keep` arguments, so that a daemon's flags (`--hide private/`, paths) do not
+/// tell other users what the view hides. Call it once the arguments have been parsed, before
+/// any thread starts: [`std::env::args_os`] reads the same memory and would see blanks after.
+pub fn hide_arguments(keep: usize) -> io::Result<()> {
+    // Fields 48 and 49 of /proc/self/stat (Linux 3.5): where the kernel put the arguments.
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let bad = || io::Error::from_raw_os_error(libc::EIO);
+    let after_comm = stat.rsplit_once(')').ok_or_else(bad)?.1;
+    let mut fields = after_comm.split_whitespace().skip(45);
+    let mut next =
+        || -> io::Result<usize> { fields.next().and_then(|f| f.parse().ok()).ok_or_else(bad) };
+    let (start, end) = (next()?, next()?);
+    if end <= start {
+        return Ok(());
+    }
+    let len = end - start;
+    // SAFETY: [start, end) is this process's own argument area, which the kernel mapped
+    // readable and writable on its stack at exec (and which nothing has moved: scopefs never
+    // calls prctl(PR_SET_MM)). Nothing holds a reference into it: the standard library keeps
+    // only the pointers it reads afresh in `args_os`, and no other thread runs yet.
+    let area = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, len) };
+    // Just past the NUL that ends argument number `keep`.
+    let cut = match keep.checked_sub(1) {
+        None => 0,
+        Some(last) => area
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == 0)
+            .nth(last)
+            .map_or(len, |(i, _)| i + 1),
+    };
+    if let Some(rest) = area.get_mut(cut..) {
+        rest.fill(0);
+    }
+    Ok(())
 }
 
 /// The effective uid of this process.
