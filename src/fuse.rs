@@ -25,7 +25,7 @@ use crate::policy::WriteMode;
 use crate::sys::write::SetTime;
 use crate::sys::{self, Stat};
 use crate::view::{
-    CacheMode, Caller, DirSnapshot, Entry, FsError, FsResult, Opened, SetAttr, View,
+    Absence, CacheMode, Caller, DirSnapshot, Entry, FsError, FsResult, Opened, SetAttr, View,
 };
 
 /// Synthetic inode counts for `statfs`: the real ones would count hidden files.
@@ -336,17 +336,26 @@ impl Filesystem for ScopeFs {
             Ok(n) => n,
             Err(e) => return reply.error(fail("lookup", &e)),
         };
-        match self.view.lookup(parent.0, &name) {
-            Err(FsError::NotFound) if self.view.absence_cacheable(parent.0, &name) => {
+        let result = self.view.lookup(parent.0, &name);
+        let absence = match &result {
+            Err(FsError::NotFound) => self.view.absence_cacheable(parent.0, &name),
+            _ => None,
+        };
+        match absence {
+            Some(how) => {
                 // Node 0: the kernel caches the absence like an entry, so probes for files
                 // that are not there (.gitignore in every directory) stop costing a request.
                 let ttl = match self.cache {
                     CacheMode::Auto if self.view.is_watched(parent.0) => CacheMode::WATCHED_TTL,
                     cache => cache.ttl(),
                 };
+                let ttl = match how {
+                    Absence::Recorded => ttl,
+                    Absence::Brief => ttl.min(Absence::BRIEF),
+                };
                 reply.entry(&ttl, &absent(), Generation(0));
             }
-            result => entry(reply, self.with_ttl(parent, result), "lookup"),
+            None => entry(reply, self.with_ttl(parent, result), "lookup"),
         }
     }
 

@@ -186,8 +186,24 @@ type KeptRead = (u64, (u64, u64), Arc<File>);
 /// How many files read without an open handle stay open for the next read.
 const READ_FILES: usize = 8;
 
-/// How many absent names the kernel may cache at once; past this, absences are not cached.
+/// How many absent names are recorded for a reload to make the kernel forget; past this,
+/// absences are cached only briefly ([`Absence::Brief`]).
 const MAX_NEGATIVES: usize = 100_000;
+
+/// How the kernel may cache an absence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absence {
+    /// Recorded for a reload: as long as entries are cached.
+    Recorded,
+    /// Not recorded (too many are): for at most [`Absence::BRIEF`], which is as long as a
+    /// reload may leave it standing.
+    Brief,
+}
+
+impl Absence {
+    /// How long an absence past the record's budget may be cached.
+    pub const BRIEF: std::time::Duration = std::time::Duration::from_secs(1);
+}
 
 #[derive(Default)]
 struct Negatives {
@@ -543,20 +559,30 @@ impl View {
         entries
     }
 
-    /// Whether the kernel may cache that `parent` has no (visible) entry `name`; if so, it is
-    /// recorded for [`View::reload`]. Only in a read-only view (in a writable one the kernel
-    /// keeps its own entries in step with the changes it makes), never with an audit log,
-    /// which must see every probe of a hidden name, nor with `--cache never`.
-    pub fn absence_cacheable(&self, parent: u64, name: &Name) -> bool {
+    /// Whether, and how, the kernel may cache that `parent` has no (visible) entry `name`. Only
+    /// in a read-only view (in a writable one the kernel keeps its own entries in step with the
+    /// changes it makes), never with an audit log, which must see every probe of a hidden name,
+    /// nor with `--cache never`. The first 100,000 are recorded for [`View::reload`];
+    /// past them an absence is still cached, briefly: were it not cached at all, a process
+    /// could probe the same name again and again and time the daemon's answers, which differ a
+    /// little between a name that is hidden and one that is missing.
+    pub fn absence_cacheable(&self, parent: u64, name: &Name) -> Option<Absence> {
         if !matches!(self.writes, Writes::Deny)
             || self.audit.is_some()
             || self.cache == CacheMode::Never
         {
-            return false;
+            return None;
         }
         let mut negatives = self.negatives.lock();
+        if negatives
+            .by_parent
+            .get(&parent)
+            .is_some_and(|names| names.contains(name))
+        {
+            return Some(Absence::Recorded);
+        }
         if negatives.count >= MAX_NEGATIVES {
-            return false;
+            return Some(Absence::Brief);
         }
         if negatives
             .by_parent
@@ -566,7 +592,7 @@ impl View {
         {
             negatives.count += 1;
         }
-        true
+        Some(Absence::Recorded)
     }
 
     /// `forget`: the kernel dropped `n` references to `ino`.
