@@ -77,6 +77,11 @@ impl RunCmd {
         // the host forbids them.
         sys::ns::probe_userns().map_err(|e| CliError::runtime(sys::ns::refusal(&e)))?;
         if sys::euid() != 0 && mount::fuse_device_opens() {
+            // Inside the namespace, owners it does not map cannot be told apart: the overlay's
+            // place is judged now, with the real ids.
+            if let Some(dir) = policy.overlay_dir() {
+                crate::overlay::check_location(dir)?;
+            }
             // A normal user mounts the view inside a user namespace of run's own (FUSE allows
             // it there), seen by the command only; no setuid helper is involved. Where the
             // device is closed to users, `prepare` below says so.

@@ -697,11 +697,33 @@ fn check_private(dir: &Path, fresh: bool) -> Result<(), OverlayError> {
     Ok(())
 }
 
+/// Refuses an overlay at `dir` (which need not exist yet; its parent must) when a directory
+/// above it lets users other than root and this process's rename it away: the check
+/// [`Overlay::open_for_mount`] makes, for callers that must make it before they change ids.
+pub fn check_location(dir: &Path) -> Result<(), OverlayError> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match std::fs::canonicalize(parent) {
+        Ok(parent) => check_ancestors(&dir.file_name().map_or(parent.clone(), |n| parent.join(n))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(OverlayError::ParentMissing(dir.to_path_buf()))
+        }
+        Err(e) => Err(io_err("resolve the parent of", dir)(e)),
+    }
+}
+
 /// Refuses `dir` when a directory above it lets users other than root and this process's
 /// rename it away and put another in its place (they can reach that directory and write to
 /// it, or own it; the sticky bit stops others from renaming what is not theirs).
 fn check_ancestors(dir: &Path) -> Result<(), OverlayError> {
     let me = sys::euid();
+    // In a user namespace of its own (a normal user's `run`), owners the namespace does not
+    // map (root's `/` among them) all show as the overflow uid: who they are cannot be told
+    // here. `run` checks the location with its real ids before it enters the namespace
+    // ([`check_location`]); here they count as root does.
+    let unmapped = sys::unmapped_owner();
     let refuse = |problem: String, fix: String| OverlayError::NotPrivate {
         dir: dir.to_path_buf(),
         problem,
@@ -714,7 +736,7 @@ fn check_ancestors(dir: &Path) -> Result<(), OverlayError> {
     for ancestor in ancestors.into_iter().rev() {
         let meta = std::fs::symlink_metadata(ancestor).map_err(io_err("inspect", ancestor))?;
         let mode = meta.mode();
-        let foreign = meta.uid() != 0 && meta.uid() != me;
+        let foreign = meta.uid() != 0 && meta.uid() != me && Some(meta.uid()) != unmapped;
         let sticky = mode & libc::S_ISVTX != 0;
         if reachable && (foreign || (mode & 0o022 != 0 && !sticky)) {
             let who = if foreign {

@@ -709,6 +709,24 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The uid that owners outside this process's user namespace show as (the kernel's overflow
+/// uid), when the process is in a user namespace that does not map every uid; `None` in the
+/// initial namespace, where every owner is what it says.
+pub fn unmapped_owner() -> Option<u32> {
+    let map = std::fs::read_to_string("/proc/self/uid_map").ok()?;
+    let whole = map.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields == ["0", "0", "4294967295"]
+    });
+    if whole {
+        return None;
+    }
+    std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .or(Some(65534))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
