@@ -388,9 +388,9 @@ fn proc_fd_entry(fd: BorrowedFd<'_>) -> Option<(&'static OwnedFd, CString)> {
 
 /// Opens the regular file at `rel` beneath `root` for reading (or, with `write`, reading and
 /// writing): `O_NONBLOCK | O_NOFOLLOW`, checked to be a regular file before the open so that no
-/// device or FIFO of SOURCE is ever opened. The open goes through `/proc/self/fd` on an
-/// `O_PATH` descriptor, so it reaches the very inode that was checked; without `/proc` it is
-/// opened again by `rel` beneath `root` and the identity compared.
+/// device or FIFO is ever opened. For files nothing has judged (the overlay's own): a file the
+/// view checked is opened from the descriptor it was checked by, with [`reopen_regular`], since
+/// resolving its path again may reach another file.
 pub fn open_regular(root: BorrowedFd<'_>, rel: &RelPath, write: bool) -> io::Result<File> {
     let path_fd = resolve(root, rel, Open::Path)?;
     let st = fstat(path_fd.as_fd())?;
@@ -398,7 +398,8 @@ pub fn open_regular(root: BorrowedFd<'_>, rel: &RelPath, write: bool) -> io::Res
 }
 
 /// Opens the regular file that `path_fd` (an `O_PATH` descriptor of `rel` under `root`, with
-/// attributes `st`) holds, through its own magic link, and checks it is still that file.
+/// attributes `st`) holds, through its own magic link: the very file that was checked, never
+/// another that took its name since.
 pub fn reopen_regular(
     root: BorrowedFd<'_>,
     rel: &RelPath,
@@ -410,22 +411,51 @@ pub fn reopen_regular(
         return Err(io::Error::from_raw_os_error(libc::EACCES));
     }
     let access = if write { libc::O_RDWR } else { libc::O_RDONLY };
-    let flags = access | libc::O_NONBLOCK | libc::O_CLOEXEC;
-    let fd = match proc_fd_entry(path_fd) {
-        Some((proc_dir, name)) => {
-            // SAFETY: `name` is a valid C string and `proc_dir` a live descriptor. The magic
-            // link names our own descriptor, already checked to be a regular file.
-            owned(check(unsafe {
-                libc::openat(proc_dir.as_raw_fd(), name.as_ptr(), flags)
-            })?)
-        }
-        None => openat2(root, rel.as_os_str(), flags | libc::O_NOFOLLOW)?,
-    };
+    let fd = reopen(root, rel, path_fd, st, access | libc::O_NONBLOCK)?;
+    Ok(File::from(fd))
+}
+
+/// Opens the directory that `path_fd` (an `O_PATH` descriptor of `rel` under `root`, with
+/// attributes `st`) holds for reading, through its own magic link, and checks it is still that
+/// directory: the descriptor of the very directory that was checked, for `fgetxattr` and the
+/// like (which an `O_PATH` descriptor does not allow).
+pub fn reopen_dir(
+    root: BorrowedFd<'_>,
+    rel: &RelPath,
+    path_fd: BorrowedFd<'_>,
+    st: &Stat,
+) -> io::Result<OwnedFd> {
+    if st.kind != FileType::Dir {
+        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
+    reopen(root, rel, path_fd, st, libc::O_RDONLY | libc::O_DIRECTORY)
+}
+
+/// Opens the object `path_fd` holds with `flags`: through `/proc/self/fd`, whose magic link
+/// leads to the very inode of the descriptor whatever has happened to its name since. Without
+/// `/proc` it is opened by `rel` beneath `root` again, and must then be the object `st`
+/// describes (same device, inode and type), else `ENOENT`.
+fn reopen(
+    root: BorrowedFd<'_>,
+    rel: &RelPath,
+    path_fd: BorrowedFd<'_>,
+    st: &Stat,
+    flags: libc::c_int,
+) -> io::Result<OwnedFd> {
+    let flags = flags | libc::O_CLOEXEC;
+    if let Some((proc_dir, name)) = proc_fd_entry(path_fd) {
+        // SAFETY: `name` is a valid C string and `proc_dir` a live descriptor. The magic link
+        // names our own descriptor, already checked to be of the expected type.
+        return Ok(owned(check(unsafe {
+            libc::openat(proc_dir.as_raw_fd(), name.as_ptr(), flags)
+        })?));
+    }
+    let fd = openat2(root, rel.as_os_str(), flags | libc::O_NOFOLLOW)?;
     let again = fstat(fd.as_fd())?;
-    if (again.dev, again.ino) != (st.dev, st.ino) || again.kind != FileType::File {
+    if (again.dev, again.ino, again.kind) != (st.dev, st.ino, st.kind) {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
     }
-    Ok(File::from(fd))
+    Ok(fd)
 }
 
 /// Calls `fill` with a growing buffer until what it returns fits (xattr calls answer

@@ -97,6 +97,33 @@ pub fn link(
     Ok(())
 }
 
+/// Gives the file open at `fd` (an `O_PATH` descriptor of `from` in `from_dir`) the new name
+/// `to` in `to_dir`: `linkat` on its `/proc/self/fd` magic link, which leads to the very inode
+/// of the descriptor whatever `from` leads to by now. Without `/proc`, [`link`] by name.
+pub fn link_open(
+    fd: BorrowedFd<'_>,
+    (from_dir, from): (BorrowedFd<'_>, &Name),
+    to_dir: BorrowedFd<'_>,
+    to: &Name,
+) -> io::Result<()> {
+    let Some((proc_dir, name)) = super::proc_fd_entry(fd) else {
+        return link(from_dir, from, to_dir, to);
+    };
+    let t = cname(to)?;
+    // SAFETY: both are valid C strings and both descriptors are live. AT_SYMLINK_FOLLOW follows
+    // only the magic link, to the descriptor's own inode.
+    check(unsafe {
+        libc::linkat(
+            proc_dir.as_raw_fd(),
+            name.as_ptr(),
+            to_dir.as_raw_fd(),
+            t.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    })?;
+    Ok(())
+}
+
 /// `unlinkat(dir, name, 0)` or, with `dir_entry`, `AT_REMOVEDIR`.
 pub fn unlink(dir: BorrowedFd<'_>, name: &Name, dir_entry: bool) -> io::Result<()> {
     let c = cname(name)?;

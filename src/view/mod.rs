@@ -104,8 +104,14 @@ pub struct Opened {
     pub keep_cache: bool,
 }
 
-/// The version of a file or directory the kernel's cache was filled from.
-type Version = (std::time::SystemTime, std::time::SystemTime, u64);
+/// The version of a file or directory the kernel's cache was filled from: which object it is
+/// (device and inode), its mtime, ctime and size.
+type Version = (
+    (u64, u64),
+    std::time::SystemTime,
+    std::time::SystemTime,
+    u64,
+);
 
 /// Where writes go.
 pub enum Writes {
@@ -331,7 +337,7 @@ impl View {
     /// Whether the kernel may keep what it cached of node `ino` at its last open, now that it
     /// is at `st`; records `st` as the version cached from now on.
     fn keep_cache(&self, ino: u64, st: &Stat) -> bool {
-        let version = (st.mtime, st.ctime, st.size);
+        let version = ((st.dev, st.ino), st.mtime, st.ctime, st.size);
         let before = self.versions.lock().insert(ino, version);
         match self.cache {
             CacheMode::Never => false,
@@ -651,10 +657,12 @@ impl View {
             if located.stat.kind != FileType::File {
                 return Err(FsError::Access);
             }
-            let file = sys::open_regular(self.layer_root(located.layer), &path, false)
+            // The file checked, through its own descriptor: its name may lead elsewhere by now.
+            let root = self.layer_root(located.layer);
+            let file = sys::reopen_regular(root, &path, located.fd.as_fd(), &located.stat, false)
                 .map_err(FsError::resolving)?;
             self.read_of(&path);
-            let keep_cache = self.keep_cache(ino, &sys::fstat(file.as_fd())?);
+            let keep_cache = self.keep_cache(ino, &located.stat);
             let fh = self.add_handle(Handle {
                 file,
                 node: ino,
@@ -893,22 +901,19 @@ impl View {
         Ok(sys::statvfs(self.scope.root())?)
     }
 
-    /// Opens the entry at `path` for attribute access, if it is of a kind that can carry
-    /// `user.*` attributes (regular files and directories).
-    fn xattr_fd(
-        &self,
-        path: &RelPath,
-        located: &Located,
-        write: bool,
-    ) -> FsResult<Option<OwnedFd>> {
+    /// Opens the entry `located` at `path` for attribute access (through the descriptor it was
+    /// checked by), if it is of a kind that can carry `user.*` attributes (regular files and
+    /// directories).
+    fn xattr_fd(&self, path: &RelPath, located: &Located) -> FsResult<Option<OwnedFd>> {
         let root = self.layer_root(located.layer);
+        let (fd, st) = (located.fd.as_fd(), &located.stat);
         Ok(match located.stat.kind {
             FileType::File => Some(
-                sys::open_regular(root, path, write)
+                sys::reopen_regular(root, path, fd, st, false)
                     .map_err(FsError::resolving)?
                     .into(),
             ),
-            FileType::Dir => Some(sys::resolve(root, path, Open::Dir).map_err(FsError::resolving)?),
+            FileType::Dir => Some(sys::reopen_dir(root, path, fd, st).map_err(FsError::resolving)?),
             _ => None,
         })
     }
@@ -919,7 +924,7 @@ impl View {
         if !name.starts_with(b"user.") {
             return Err(FsError::NoData);
         }
-        let Some(fd) = self.xattr_fd(&path, &located, false)? else {
+        let Some(fd) = self.xattr_fd(&path, &located)? else {
             return Err(FsError::NoData);
         };
         Ok(sys::getxattr(fd.as_fd(), name)?)
@@ -928,7 +933,7 @@ impl View {
     /// `listxattr`: the `user.*` names, NUL-terminated.
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
         let (path, located) = self.node(ino)?;
-        let Some(fd) = self.xattr_fd(&path, &located, false)? else {
+        let Some(fd) = self.xattr_fd(&path, &located)? else {
             return Ok(Vec::new());
         };
         let all = sys::listxattr(fd.as_fd())?;

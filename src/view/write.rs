@@ -198,6 +198,15 @@ impl View {
         LowerState::of(st.as_ref())
     }
 
+    /// Records, as the provenance of `path`, the SOURCE entry `st` it is copied up from (the
+    /// one checked, not whatever the path holds a moment later).
+    fn record_copied(&self, upper: &Upper, path: &RelPath, st: &Stat) -> FsResult<()> {
+        upper
+            .overlay()
+            .record_origin(path, LowerState::of(Some(st)))
+            .map_err(io)
+    }
+
     fn record(&self, upper: &Upper, path: &RelPath) -> FsResult<()> {
         upper
             .overlay()
@@ -234,7 +243,7 @@ impl View {
             return Err(FsError::NotFound);
         }
         upper.reserve_files(1)?;
-        self.record(upper, path)?;
+        self.record_copied(upper, path, &st)?;
         let work = upper.overlay().work();
         let tmp = upper.temp_name()?;
         w::mkdir(work, &tmp, 0o700).map_err(io)?;
@@ -284,7 +293,7 @@ impl View {
         if st.kind == FileType::File {
             upper.reserve_bytes(st.size)?;
         }
-        self.record(upper, path)?;
+        self.record_copied(upper, path, &st)?;
         let work = upper.overlay().work();
         let tmp = upper.temp_name()?;
         let made = self.copy_into_work(work, &tmp, path, located);
@@ -319,8 +328,11 @@ impl View {
         let st = located.stat;
         match st.kind {
             FileType::File => {
-                let src = sys::open_regular(self.scope.root(), path, false)
-                    .map_err(FsError::resolving)?;
+                // The file that was checked, through its own descriptor: its name may lead to
+                // another file by now (one the view hides).
+                let src =
+                    sys::reopen_regular(self.scope.root(), path, located.fd.as_fd(), &st, false)
+                        .map_err(FsError::resolving)?;
                 let dst = File::from(w::create_file(work, tmp, 0o600).map_err(io)?);
                 w::copy_contents(&src, &dst).map_err(io)?;
                 if let Ok(names) = sys::listxattr(src.as_fd()) {
@@ -563,7 +575,15 @@ impl View {
             upper.reserve_files(1)?;
             self.record(upper, &path)?;
         }
-        w::link(src_dir.as_fd(), &src_name, dir_fd.as_fd(), new_name).map_err(io)?;
+        if self.upper().is_none() && src.stat.kind == FileType::File {
+            // SOURCE's own file: the one checked, through its own descriptor (its name may
+            // lead to a file the view hides by now).
+            let from = (src_dir.as_fd(), &src_name);
+            w::link_open(src.fd.as_fd(), from, dir_fd.as_fd(), new_name)
+        } else {
+            w::link(src_dir.as_fd(), &src_name, dir_fd.as_fd(), new_name)
+        }
+        .map_err(io)?;
         if self.upper().is_none() {
             self.scope.links_changed();
         } else if let Ok(copy) = self.locate(&src_path) {
@@ -839,14 +859,19 @@ impl View {
             _ => return Err(FsError::Access),
         }
         let _ns = self.lock_ns();
-        let root = match self.upper() {
+        let file = match self.upper() {
+            // The copy in upper/, which only the view changes (and `ns` is held).
             Some(upper) => {
                 self.copy_up(upper, &path, &located)?;
-                upper.root()
+                sys::open_regular(upper.root(), &path, true)
             }
-            None => self.scope.root(),
-        };
-        let file = sys::open_regular(root, &path, true).map_err(FsError::resolving)?;
+            // SOURCE's own file: the one checked, through its own descriptor.
+            None => {
+                let (fd, st) = (located.fd.as_fd(), &located.stat);
+                sys::reopen_regular(self.scope.root(), &path, fd, st, true)
+            }
+        }
+        .map_err(FsError::resolving)?;
         Ok(Handle {
             file,
             node: ino,
@@ -1058,13 +1083,21 @@ impl View {
             return Err(FsError::NotPermitted);
         }
         let _ns = self.lock_ns();
-        self.writable_copy(&path, &located)?;
-        let fd = match located.stat.kind {
-            FileType::Dir => sys::resolve(self.layer_root_for_write(), &path, Open::Dir)
-                .map_err(FsError::resolving)?,
-            _ => sys::open_regular(self.layer_root_for_write(), &path, false)
+        let fd = match self.upper() {
+            // The copy in upper/, which only the view changes (and `ns` is held).
+            Some(upper) => {
+                self.copy_up(upper, &path, &located)?;
+                if located.stat.kind == FileType::Dir {
+                    upper.resolve(&path, Open::Dir)
+                } else {
+                    sys::open_regular(upper.root(), &path, false).map(OwnedFd::from)
+                }
                 .map_err(FsError::resolving)?
-                .into(),
+            }
+            // SOURCE's own entry: the one checked, through its own descriptor.
+            None => self
+                .xattr_fd(&path, &located)?
+                .ok_or(FsError::NotPermitted)?,
         };
         match value {
             Some(value) => w::setxattr(fd.as_fd(), name, value, flags).map_err(io)?,

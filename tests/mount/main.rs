@@ -13,6 +13,7 @@
 mod common;
 
 mod lifecycle;
+mod races;
 mod scale;
 mod view;
 mod watch;
