@@ -19,7 +19,7 @@ use fuser::{
 };
 
 use crate::audit;
-use crate::passthrough::Backings;
+use crate::passthrough::{Attached, Backings};
 use crate::path::{Name, NameError};
 use crate::policy::WriteMode;
 use crate::sys::write::SetTime;
@@ -513,14 +513,27 @@ impl Filesystem for ScopeFs {
             return reply.error(Errno::ENOSYS);
         }
         match self.view.open(ino.0, flags.0) {
-            Ok(o) if self.passthrough => {
-                let backing = self.backings.attach(ino.0, o.fh, || {
+            Ok(
+                o @ Opened {
+                    file: Some(file), ..
+                },
+            ) if self.passthrough => {
+                let backing = self.backings.attach(ino.0, o.fh, file, || {
                     let fd = self.view.handle_fd(o.fh).map_err(io::Error::other)?;
                     reply.open_backing(fd)
                 });
                 match backing {
-                    Ok(backing) => {
+                    Ok(Attached::Backing(backing)) => {
                         reply.opened_passthrough(FileHandle(o.fh), FopenFlags::empty(), &backing)
+                    }
+                    Ok(Attached::Other) => {
+                        // The kernel would read this node's first file, which its name no
+                        // longer leads to. The node is given up and the open refused with
+                        // ESTALE: the kernel then looks the name up again (a new node, for the
+                        // file checked now) and opens that.
+                        self.view.release(o.fh);
+                        self.view.retire(ino.0);
+                        reply.error(Errno::ESTALE);
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "no passthrough for this open");

@@ -253,6 +253,19 @@ impl Inodes {
         }
     }
 
+    /// Drops every name of node `ino`: they lead to another file now. The node lives on for
+    /// the kernel's references and the files open on it.
+    pub fn retire(&mut self, ino: u64) {
+        let names = self
+            .nodes
+            .get(&ino)
+            .map(|n| n.names.clone())
+            .unwrap_or_default();
+        for (parent, name) in names {
+            self.detach(parent, &name);
+        }
+    }
+
     /// Renames one name of a node in place.
     fn move_name(&mut self, ino: u64, from: &(u64, Name), to: (u64, Name)) {
         if let Some(node) = self.nodes.get_mut(&ino) {

@@ -102,6 +102,9 @@ pub struct Opened {
     pub fh: u64,
     /// The data (or listing) cached from an earlier open is still right.
     pub keep_cache: bool,
+    /// For a file opened for reading, the (device, inode) of the file checked and opened: a
+    /// file the kernel reads directly must be this one.
+    pub file: Option<(u64, u64)>,
 }
 
 /// The version of a file or directory the kernel's cache was filled from: which object it is
@@ -669,11 +672,17 @@ impl View {
                 upper: located.layer == Layer::Upper,
                 path: None,
             });
-            return Ok(Opened { fh, keep_cache });
+            let file = Some((located.stat.dev, located.stat.ino));
+            return Ok(Opened {
+                fh,
+                keep_cache,
+                file,
+            });
         };
         Ok(Opened {
             fh: self.add_handle(file),
             keep_cache: false,
+            file: None,
         })
     }
 
@@ -743,6 +752,13 @@ impl View {
         self.files.lock().remove(&fh);
     }
 
+    /// The kernel's node `ino` stands for a file its names no longer lead to (the kernel reads
+    /// that file directly, on behalf of files still open): its names are dropped, so the next
+    /// lookup of any of them makes a new node for the file it leads to now.
+    pub fn retire(&self, ino: u64) {
+        self.inodes.write().retire(ino);
+    }
+
     /// The visible entries of the directory at `path`, merged across layers: `upper/` first,
     /// then SOURCE's entries that the overlay neither replaced, deleted nor shadowed.
     fn list(&self, path: &RelPath, located: &Located) -> FsResult<Vec<DirItem>> {
@@ -803,7 +819,11 @@ impl View {
         let keep_cache = self.keep_cache(ino, &located.stat);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.dirs.lock().insert(fh, Arc::new(dir));
-        Ok(Opened { fh, keep_cache })
+        Ok(Opened {
+            fh,
+            keep_cache,
+            file: None,
+        })
     }
 
     /// A snapshot, not yet read, of directory node `ino`, with what its path holds now.

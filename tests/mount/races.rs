@@ -336,6 +336,52 @@ fn copy_up_race_never_copies_the_hidden_file_into_the_overlay() {
     );
 }
 
+/// The kernel reads a passed-through file from the backing file the daemon named at the
+/// first open of the node; a later open, checked against another file at the same name, must
+/// not be served from that earlier file.
+#[test]
+fn passthrough_backing_belongs_to_the_checked_file() {
+    let s = Scene::new();
+    s.file_with("docs/notes.txt", NOTES);
+    s.dir("private");
+    let log = s.base().join("audit.jsonl");
+    let _m = s.mount(&["--hide", "private/", "--audit-log", log.to_str().unwrap()]);
+    // The agent keeps the public file open (its node now has a backing file)...
+    let mut held = fs::File::open(s.m("docs/notes.txt")).unwrap();
+    let mut first = Vec::new();
+    held.read_to_end(&mut first).unwrap();
+    assert_eq!(first, NOTES);
+    // ...while the host moves it out of the view, puts a secret into it, and puts a new
+    // public file at its name.
+    fs::rename(s.s("docs/notes.txt"), s.s("private/moved")).unwrap();
+    fs::write(s.s("private/moved"), SECRET).unwrap();
+    fs::write(s.s("docs/notes.txt"), b"new public notes\n").unwrap();
+    // The first fresh open already reads the new file: the kernel is told to look the name
+    // up again (ESTALE on the open of the old node) and opens what it leads to now.
+    assert_eq!(
+        fs::read(s.m("docs/notes.txt")).unwrap(),
+        b"new public notes\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = fs::read(s.m("docs/notes.txt"));
+        if let Ok(data) = &now {
+            assert!(
+                !is_secret(data),
+                "a fresh open of docs/notes.txt read the file now hidden at private/moved"
+            );
+        }
+        match now {
+            Ok(data) if data == b"new public notes\n" => break,
+            other if Instant::now() >= deadline => {
+                panic!("docs/notes.txt never showed the new file: {other:?}")
+            }
+            _ => thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    drop(held);
+}
+
 /// In a direct view a hardlink made through the view names the file that was checked: never
 /// the hidden file the host swapped in at the same name a moment later. Each link made is
 /// looked at in SOURCE and removed again, so the public file has one name when the next
