@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::path::{Name, RelPath};
 use crate::policy::{Decision, HardlinkMode, Kind, Matcher, Rule, SymlinkMode};
@@ -67,13 +67,78 @@ pub type Judged = Result<Verdict, HiddenReason>;
 /// then hidden, since their other names cannot all be checked.
 const MAX_INDEX_DEPTH: usize = 4096;
 
-/// Multi-link files of SOURCE and whether every name of each is visible, built on first need.
-#[derive(Debug, Default)]
+/// How many indexes one judgement of a multi-link file looks at (the one in force, then newer
+/// ones that other requests walked meanwhile) before it walks SOURCE itself or, the file still
+/// changing, hides it.
+const MAX_INDEX_LOOKS: usize = 3;
+
+/// Multi-link files of SOURCE and whether every name of each is visible, built by a walk of
+/// SOURCE on first need and again whenever a file it describes is found changed since.
+///
+/// Each file is known by (device, inode) together with its ctime and link count when the walk
+/// met it. Every change to the names of a file (a link made or removed, one of its names
+/// renamed) sets its ctime, and so does reusing its inode number for a new file, so a file
+/// judged with another ctime or link count than the index holds is judged on a fresh walk,
+/// never on what the index knew of its old names.
 struct LinkIndex {
-    /// (dev, ino) -> (names found, all of them visible).
-    names: HashMap<(u64, u64), (u64, bool)>,
+    /// The policy the names were judged by.
+    matcher: Arc<Matcher>,
+    names: HashMap<(u64, u64), Linked>,
     /// The walk stopped early (too deep or unreadable): nothing is known to be safe.
     incomplete: bool,
+}
+
+/// What the walk found of one multi-link file.
+#[derive(Debug, Clone, Copy)]
+struct Linked {
+    /// ctime and link count at the walk.
+    ctime: std::time::SystemTime,
+    nlink: u64,
+    /// Names found, and whether all of them are visible.
+    count: u64,
+    visible: bool,
+    /// Every name showed the same ctime and link count: no name changed during the walk.
+    steady: bool,
+}
+
+/// What the index says of a file.
+enum Known {
+    /// Its names as the index found them: whether the view may show it.
+    Judged(bool),
+    /// The file changed since the walk (or is new): the index cannot say.
+    Stale,
+}
+
+impl LinkIndex {
+    /// What the index says of the file `st` under the policy `matcher`.
+    fn judge(&self, st: &Stat, matcher: &Arc<Matcher>) -> Known {
+        if !Arc::ptr_eq(&self.matcher, matcher) {
+            return Known::Stale;
+        }
+        if self.incomplete {
+            return Known::Judged(false);
+        }
+        match self.names.get(&(st.dev, st.ino)) {
+            Some(l) if l.steady && l.ctime == st.ctime && l.nlink == st.nlink => {
+                Known::Judged(l.visible && l.count == st.nlink)
+            }
+            _ => Known::Stale,
+        }
+    }
+
+    /// Records one name of the multi-link file `st`.
+    fn add(&mut self, st: &Stat, visible: bool) {
+        let slot = self.names.entry((st.dev, st.ino)).or_insert(Linked {
+            ctime: st.ctime,
+            nlink: st.nlink,
+            count: 0,
+            visible: true,
+            steady: true,
+        });
+        slot.count += 1;
+        slot.visible &= visible;
+        slot.steady &= slot.ctime == st.ctime && slot.nlink == st.nlink;
+    }
 }
 
 /// An existing path of SOURCE, its attributes, and whether the view shows it.
@@ -89,6 +154,9 @@ pub struct Scope {
     root: OwnedFd,
     matcher: ArcSwap<Matcher>,
     links: RwLock<Option<Arc<LinkIndex>>>,
+    /// Held while walking SOURCE for a new [`LinkIndex`], so that requests finding the index
+    /// stale at once share one walk.
+    indexing: Mutex<()>,
 }
 
 /// The pattern kind of an object.
@@ -107,6 +175,7 @@ impl Scope {
             root: sys::open_root(source)?,
             matcher: ArcSwap::new(matcher),
             links: RwLock::new(None),
+            indexing: Mutex::new(()),
         })
     }
 
@@ -123,7 +192,8 @@ impl Scope {
     /// Puts a new policy in force, for every request from now on.
     pub fn set_matcher(&self, matcher: Arc<Matcher>) {
         self.matcher.store(matcher);
-        self.links_changed();
+        // Judged by the old policy: of no more use.
+        *self.links.write() = None;
     }
 
     /// Judges `path`, whose attributes `st` were just read without following symlinks, and
@@ -155,12 +225,6 @@ impl Scope {
         path.is_root()
             || (self.matcher.load().is_visible(path, kind_of(st))
                 && self.judge_object(path, st, target).is_ok())
-    }
-
-    /// A hardlink was made or removed in SOURCE through the view: the index of multi-link
-    /// files is rebuilt when next needed.
-    pub fn links_changed(&self) {
-        *self.links.write() = None;
     }
 
     /// Whether a symlink at `link` pointing at `target` would be shown.
@@ -259,28 +323,65 @@ impl Scope {
     }
 
     fn judge_hardlink(&self, st: &Stat) -> Result<(), HiddenReason> {
-        if self.matcher.load().hardlinks() == HardlinkMode::Keep {
+        let matcher = self.matcher.load_full();
+        if matcher.hardlinks() == HardlinkMode::Keep {
             return Ok(());
         }
-        let known = self.links.read().clone();
-        let index = match known {
-            Some(index) => index,
-            None => {
-                let built = Arc::new(self.index_links());
-                *self.links.write() = Some(built.clone());
-                built
+        // A file the index does not know as `st` shows it is judged on a newer walk: one that
+        // another request has just made (if it began late enough to know the file as it is),
+        // else one of this request's own, begun after `st` was read. A file still changing
+        // then is hidden until a walk finds it settled.
+        let mut index = self.links.read().clone();
+        let mut visible = false;
+        for _ in 0..MAX_INDEX_LOOKS {
+            match index.as_ref().map(|index| index.judge(st, &matcher)) {
+                Some(Known::Judged(judged)) => {
+                    visible = judged;
+                    break;
+                }
+                _ => {
+                    let (newer, own) = self.reindex(index.as_ref(), &matcher);
+                    if own {
+                        visible = matches!(newer.judge(st, &matcher), Known::Judged(true));
+                        break;
+                    }
+                    index = Some(newer);
+                }
             }
-        };
-        match index.names.get(&(st.dev, st.ino)) {
-            Some(&(count, true)) if !index.incomplete && count == st.nlink => Ok(()),
-            _ => Err(HiddenReason::Hardlink),
         }
+        if visible {
+            Ok(())
+        } else {
+            Err(HiddenReason::Hardlink)
+        }
+    }
+
+    /// An index newer than `stale`: one another request built while this one waited for it,
+    /// or a walk of this request's own (then `true`).
+    fn reindex(
+        &self,
+        stale: Option<&Arc<LinkIndex>>,
+        matcher: &Arc<Matcher>,
+    ) -> (Arc<LinkIndex>, bool) {
+        let _walking = self.indexing.lock();
+        if let Some(newer) = self.links.read().clone() {
+            if !stale.is_some_and(|old| Arc::ptr_eq(old, &newer)) {
+                return (newer, false);
+            }
+        }
+        let built = Arc::new(self.index_links(matcher.clone()));
+        *self.links.write() = Some(built.clone());
+        (built, true)
     }
 
     /// Walks all of SOURCE once, recording every name of every multi-link file and whether the
     /// policy shows it. Descriptors held: one per directory level.
-    fn index_links(&self) -> LinkIndex {
-        let mut index = LinkIndex::default();
+    fn index_links(&self, matcher: Arc<Matcher>) -> LinkIndex {
+        let mut index = LinkIndex {
+            matcher,
+            names: HashMap::new(),
+            incomplete: false,
+        };
         match sys::resolve(self.root(), &RelPath::root(), Open::Dir) {
             Ok(fd) => self.index_dir(fd, &mut RelPath::root(), 0, &mut index),
             Err(_) => index.incomplete = true,
@@ -323,18 +424,12 @@ impl Scope {
                 }
                 continue;
             }
-            if st.nlink <= 1 {
+            // A symlink is judged by its target alone, whatever its other names.
+            if st.nlink <= 1 || st.kind == FileType::Symlink {
                 continue;
             }
-            let child = path.join(&name);
-            let visible = self.matcher.load().is_visible(&child, Kind::NonDir)
-                && (st.kind != FileType::Symlink
-                    || self
-                        .judge_symlink(&child, || sys::readlink_child(dir.as_fd(), &name))
-                        .is_ok());
-            let slot = index.names.entry((st.dev, st.ino)).or_insert((0, true));
-            slot.0 += 1;
-            slot.1 &= visible;
+            let visible = index.matcher.is_visible(&path.join(&name), Kind::NonDir);
+            index.add(&st, visible);
         }
     }
 
@@ -443,5 +538,90 @@ impl Scope {
             .collect();
         out.sort();
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::policy::Policy;
+
+    fn file(ino: u64, nlink: u64, ctime: u64) -> Stat {
+        let t = UNIX_EPOCH + Duration::from_secs(ctime);
+        Stat {
+            dev: 1,
+            ino,
+            kind: FileType::File,
+            perm: 0o644,
+            nlink,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            size: 0,
+            blocks: 0,
+            blksize: 4096,
+            atime: t,
+            mtime: t,
+            ctime: t,
+        }
+    }
+
+    fn index(matcher: &Arc<Matcher>) -> LinkIndex {
+        LinkIndex {
+            matcher: matcher.clone(),
+            names: HashMap::new(),
+            incomplete: false,
+        }
+    }
+
+    fn judged(known: Known) -> Option<bool> {
+        match known {
+            Known::Judged(visible) => Some(visible),
+            Known::Stale => None,
+        }
+    }
+
+    #[test]
+    fn link_index_knows_a_file_only_as_the_walk_met_it() {
+        let matcher = Arc::new(Policy::builtin().compile().unwrap());
+        let mut idx = index(&matcher);
+        idx.add(&file(7, 2, 100), true);
+        idx.add(&file(7, 2, 100), true);
+        assert_eq!(judged(idx.judge(&file(7, 2, 100), &matcher)), Some(true));
+        // Another ctime: a name changed, or the inode number went to a new file.
+        assert_eq!(judged(idx.judge(&file(7, 2, 101), &matcher)), None);
+        // Another link count.
+        assert_eq!(judged(idx.judge(&file(7, 3, 100), &matcher)), None);
+        // A multi-link file the walk did not meet.
+        assert_eq!(judged(idx.judge(&file(8, 2, 100), &matcher)), None);
+        // Judged under another policy.
+        let other = Arc::new(Policy::builtin().compile().unwrap());
+        assert_eq!(judged(idx.judge(&file(7, 2, 100), &other)), None);
+    }
+
+    #[test]
+    fn link_index_hides_files_with_names_missing_hidden_or_changing_during_the_walk() {
+        let matcher = Arc::new(Policy::builtin().compile().unwrap());
+        let mut idx = index(&matcher);
+        // One name of two found (the other is outside SOURCE).
+        idx.add(&file(1, 2, 100), true);
+        assert_eq!(judged(idx.judge(&file(1, 2, 100), &matcher)), Some(false));
+        // A hidden name.
+        idx.add(&file(2, 2, 100), true);
+        idx.add(&file(2, 2, 100), false);
+        assert_eq!(judged(idx.judge(&file(2, 2, 100), &matcher)), Some(false));
+        // The names showed different ctimes: one moved while the walk went on, so one name
+        // may have been counted twice and another missed.
+        idx.add(&file(3, 2, 100), true);
+        idx.add(&file(3, 2, 101), true);
+        assert_eq!(judged(idx.judge(&file(3, 2, 101), &matcher)), None);
+        // An incomplete walk knows nothing to be safe.
+        idx.add(&file(4, 2, 100), true);
+        idx.add(&file(4, 2, 100), true);
+        idx.incomplete = true;
+        assert_eq!(judged(idx.judge(&file(4, 2, 100), &matcher)), Some(false));
     }
 }

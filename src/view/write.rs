@@ -584,9 +584,9 @@ impl View {
             w::link(src_dir.as_fd(), &src_name, dir_fd.as_fd(), new_name)
         }
         .map_err(io)?;
-        if self.upper().is_none() {
-            self.scope.links_changed();
-        } else if let Ok(copy) = self.locate(&src_path) {
+        if self.upper().is_some()
+            && let Ok(copy) = self.locate(&src_path)
+        {
             // The source may have just been copied up: its node now stands for that file, and
             // the new name joins it.
             if let Some(key) = Self::file_key(copy.layer, &copy.stat) {
@@ -641,9 +641,6 @@ impl View {
             None => {
                 let dir_fd = self.writable_dir(&dir_path)?;
                 w::unlink(dir_fd.as_fd(), name, dir).map_err(io)?;
-                if located.stat.nlink > 1 && !is_dir {
-                    self.scope.links_changed();
-                }
             }
             Some(upper) => {
                 // Whatever can refuse the removal is checked before anything changes: the

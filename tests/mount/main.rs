@@ -12,6 +12,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod host_changes;
 mod lifecycle;
 mod races;
 mod scale;
