@@ -537,6 +537,15 @@ pub fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<i64> {
     Ok(st.f_type as i64)
 }
 
+/// The inode flags (`FS_IOC_GETFLAGS`, as `chattr` sets them) of the file open at `fd`, which
+/// must be open for reading (not `O_PATH`).
+pub fn inode_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_long> {
+    let mut flags: libc::c_long = 0;
+    // SAFETY: `flags` is writable and wider than the int the kernel stores.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) })?;
+    Ok(flags)
+}
+
 /// How to mount a FUSE file system.
 #[derive(Debug, Clone)]
 pub struct FuseMountOptions {

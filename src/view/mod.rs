@@ -7,6 +7,7 @@
 
 mod error;
 mod inodes;
+mod naming;
 mod scope;
 mod upper;
 mod watch;
@@ -219,6 +220,9 @@ struct Negatives {
     by_parent: HashMap<u64, HashSet<Name>>,
     count: usize,
 }
+
+/// Why a name that SOURCE's file system matched to an entry of another name is refused.
+const NOT_OWN_NAME: &str = "the file system found an entry of another name for it";
 
 /// Open flags that ask for write access of some kind.
 const WRITE_FLAGS: i32 =
@@ -474,6 +478,23 @@ impl View {
         })
     }
 
+    /// [`View::locate`] of the entry `name` of the directory at `dir`, a name given by the
+    /// kernel: it must be the entry's own name. Where SOURCE's file system matches names
+    /// loosely, a name it matched to an entry of another name is not there.
+    fn locate_child(&self, dir: &RelPath, name: &Name) -> FsResult<(RelPath, Located)> {
+        let path = dir.join(name);
+        let located = self.locate(&path)?;
+        if located.layer == Layer::Lower
+            && !self
+                .scope
+                .own_name(dir, name, (&located.stat, located.fd.as_fd()))
+                .map_err(FsError::resolving)?
+        {
+            return Err(self.refuse(&path, FsError::NotFound, NOT_OWN_NAME));
+        }
+        Ok((path, located))
+    }
+
     /// Like [`View::locate`], but `None` when nothing visible is there.
     fn locate_opt(&self, path: &RelPath) -> FsResult<Option<Located>> {
         match self.locate(path) {
@@ -528,8 +549,7 @@ impl View {
 
     /// `lookup`: the child `name` of `parent`, if it exists and is visible.
     pub fn lookup(&self, parent: u64, name: &Name) -> FsResult<Entry> {
-        let path = self.path(parent)?.join(name);
-        let mut located = self.locate(&path)?;
+        let (path, mut located) = self.locate_child(&self.path(parent)?, name)?;
         let ino =
             self.inodes
                 .write()

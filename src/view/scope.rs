@@ -18,6 +18,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::path::{Name, RelPath};
 use crate::policy::{Decision, HardlinkMode, Kind, Matcher, Rule, SymlinkMode};
 use crate::sys::{self, FileType, Open, Stat};
+use crate::view::naming::Naming;
 
 /// Why a path that exists is hidden.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +158,7 @@ pub struct Scope {
     /// Held while walking SOURCE for a new [`LinkIndex`], so that requests finding the index
     /// stale at once share one walk.
     indexing: Mutex<()>,
+    naming: Naming,
 }
 
 /// The pattern kind of an object.
@@ -171,11 +173,14 @@ pub fn kind_of(st: &Stat) -> Kind {
 impl Scope {
     /// Opens SOURCE and prepares to answer questions about it.
     pub fn open(source: &Path, matcher: Arc<Matcher>) -> io::Result<Scope> {
+        let root = sys::open_root(source)?;
+        let naming = Naming::new(sys::fstat(root.as_fd())?.dev);
         Ok(Scope {
-            root: sys::open_root(source)?,
+            root,
             matcher: ArcSwap::new(matcher),
             links: RwLock::new(None),
             indexing: Mutex::new(()),
+            naming,
         })
     }
 
@@ -225,6 +230,20 @@ impl Scope {
         path.is_root()
             || (self.matcher.load().is_visible(path, kind_of(st))
                 && self.judge_object(path, st, target).is_ok())
+    }
+
+    /// Whether `name`, asked for in the SOURCE directory `dir` and found as `found` (its
+    /// attributes and `O_PATH` descriptor), is that entry's own name. A file system that
+    /// matches names loosely (case, trailing dots, short names) may have found an entry of
+    /// another name, which the policy would have to judge instead: such a name is not the
+    /// entry's, and reaches nothing.
+    pub fn own_name(
+        &self,
+        dir: &RelPath,
+        name: &Name,
+        found: (&Stat, BorrowedFd<'_>),
+    ) -> io::Result<bool> {
+        self.naming.own_name(self.root(), dir, name, found)
     }
 
     /// Whether a symlink at `link` pointing at `target` would be shown.

@@ -105,9 +105,8 @@ impl View {
     /// The existing, visible, writable entry `name` of `parent`.
     fn writable_child(&self, parent: u64, name: &Name) -> FsResult<(RelPath, RelPath, Located)> {
         let dir = self.path(parent)?;
-        let path = dir.join(name);
-        self.ensure_writes(&path)?;
-        let located = self.locate(&path)?;
+        self.ensure_writes(&dir.join(name))?;
+        let (path, located) = self.locate_child(&dir, name)?;
         self.check_writable(&path, &located.stat)?;
         Ok((dir, path, located))
     }
@@ -135,7 +134,8 @@ impl View {
     }
 
     /// Whether SOURCE has something at `path` that the view hides (and the overlay has not
-    /// deleted): writing a name over it would destroy what the agent cannot see.
+    /// deleted): writing a name over it would destroy what the agent cannot see. That includes
+    /// an entry of another name that SOURCE's file system matches to this one.
     fn lower_hidden_at(&self, path: &RelPath) -> bool {
         if self
             .upper()
@@ -143,8 +143,15 @@ impl View {
         {
             return false;
         }
+        let (Some(dir), Ok(name)) = (path.parent(), last_name(path)) else {
+            return false;
+        };
         match self.scope.find(path) {
-            Ok((_, _, visible)) => !visible,
+            Ok((fd, st, true)) => !self
+                .scope
+                .own_name(&dir, &name, (&st, fd.as_fd()))
+                .unwrap_or(false),
+            Ok((_, _, false)) => true,
             Err(e) => e.raw_os_error() != Some(libc::ENOENT),
         }
     }

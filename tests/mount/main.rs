@@ -14,6 +14,8 @@ mod common;
 
 mod host_changes;
 mod lifecycle;
+mod names;
+mod normfs;
 mod races;
 mod scale;
 mod view;
