@@ -33,7 +33,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_scopefs");
 /// How long `scopefs mount` may take to answer before the test fails.
 const MOUNT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `scopefs umount` may take.
-const UMOUNT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const UMOUNT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Fails (never skips) when the kernel's FUSE device is absent.
 pub fn require_fuse() {
@@ -442,12 +442,16 @@ pub fn fd_count(pid: i32) -> io::Result<usize> {
 // ---------------------------------------------------------------------------------------------
 // The mount guard
 
-/// A live mount of a scene. Dropping it runs `scopefs umount`, falls back to `umount -l`, and
-/// kills a daemon that survived both, so a failing test never leaves a mount behind.
+/// A live mount of a scene. Dropping it unmounts with `scopefs umount`, as a user would, and
+/// fails the test when that unmount fails, hangs or leaves the daemon running, or when the
+/// daemon died without the test killing it ([`Mounted::kill`]). Whatever went wrong, the mount
+/// is cleared first (`umount -l`, SIGKILL to the daemon), so one failed test never leaves a
+/// mount that breaks the others; while a test is already failing, only that clearing runs.
 pub struct Mounted<'a> {
     pub scene: &'a Scene,
     pub pid: i32,
     pub entry: MountEntry,
+    killed: bool,
 }
 
 impl<'a> Mounted<'a> {
@@ -475,6 +479,7 @@ impl<'a> Mounted<'a> {
             scene,
             pid: 0,
             entry: entry.clone(),
+            killed: false,
         };
         assert_eq!(
             entry.fstype, "fuse.scopefs",
@@ -493,12 +498,168 @@ impl<'a> Mounted<'a> {
     pub fn m(&self, rel: impl AsRef<OsStr>) -> PathBuf {
         self.scene.m(rel)
     }
+
+    /// Kills the daemon with SIGKILL, as a crash would, and waits until it is gone. The dead
+    /// mount stays in the table until `scopefs umount` (or this guard) clears it.
+    pub fn kill(&mut self) {
+        self.killed = true;
+        signal(self.pid, libc::SIGKILL);
+        assert!(
+            wait_gone(self.pid, Duration::from_secs(10)),
+            "daemon {} survived SIGKILL",
+            self.pid
+        );
+    }
 }
 
 impl Drop for Mounted<'_> {
     fn drop(&mut self) {
-        cleanup_mount(&self.scene.mnt, Some(self.pid));
+        let mnt = &self.scene.mnt;
+        if thread::panicking() {
+            cleanup_mount(mnt, Some(self.pid));
+            return;
+        }
+        let result = if !self.killed && is_mounted(mnt) && !alive(self.pid) {
+            Err(format!(
+                "the daemon (pid {}) of the mount at {} died during the test",
+                self.pid,
+                mnt.display()
+            ))
+        } else {
+            unmount_checked(mnt, self.pid)
+        };
+        if let Err(problem) = result {
+            cleanup_mount(mnt, Some(self.pid));
+            panic!("{problem}");
+        }
     }
+}
+
+/// Unmounts `mnt` with `scopefs umount` the way a user does, if anything is mounted there, and
+/// checks what `umount` promises: it exits 0 within [`UMOUNT_TIMEOUT`], nothing stays mounted,
+/// and the daemon `pid` has exited by the time it returns. With nothing mounted (the test
+/// unmounted it itself), the daemon must be gone within a few seconds. Says what went wrong;
+/// the caller clears the mount.
+///
+/// "Busy" is tried again for up to [`BUSY_RETRIES`] tenths of a second: a child that another
+/// test thread is starting holds a copy of this process's descriptors, the view's among them,
+/// until it calls exec. Anything that keeps the view busy for longer fails.
+pub fn unmount_checked(mnt: &Path, pid: i32) -> Result<(), String> {
+    if !is_mounted(mnt) {
+        return if wait_gone(pid, Duration::from_secs(10)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "nothing is mounted at {}, but its daemon (pid {pid}) is still running 10 s later",
+                mnt.display()
+            ))
+        };
+    }
+    let mut tries = 0;
+    let stderr = loop {
+        let mut cmd = scopefs();
+        cmd.arg("umount").arg(mnt);
+        let cap = Capture::new();
+        cap.attach(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run scopefs umount: {e}"))?;
+        let Some(status) = wait_child(&mut child, UMOUNT_TIMEOUT) else {
+            let stuck = format!(
+                "scopefs umount (pid {}):\n{}daemon (pid {pid}):\n{}{}",
+                child.id(),
+                where_threads_wait(child.id() as i32),
+                where_threads_wait(pid),
+                holders(mnt)
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "scopefs umount {} did not return within {UMOUNT_TIMEOUT:?}\n{stuck}stderr: {}",
+                mnt.display(),
+                cap.stderr()
+            ));
+        };
+        if status.success() {
+            break cap.stderr();
+        }
+        let stderr = cap.stderr();
+        tries += 1;
+        if !stderr.contains("is busy") || tries >= BUSY_RETRIES {
+            return Err(format!(
+                "scopefs umount {} failed with {status} (try {tries})\nstderr: {stderr}{}",
+                mnt.display(),
+                holders(mnt)
+            ));
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    if is_mounted(mnt) {
+        return Err(format!(
+            "scopefs umount {} exited 0 but the mount is still there:\n{}\nstderr: {stderr}",
+            mnt.display(),
+            mounts_at(mnt)
+                .iter()
+                .map(|e| e.line.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    if alive(pid) {
+        return Err(format!(
+            "scopefs umount {} returned while the daemon (pid {pid}) was still running\nstderr: {stderr}",
+            mnt.display()
+        ));
+    }
+    Ok(())
+}
+
+/// How many times [`unmount_checked`] tries a busy unmount.
+pub const BUSY_RETRIES: u32 = 20;
+
+/// The processes whose mount namespace still has something mounted at `mnt`, and those with a
+/// descriptor, working directory or root beneath it.
+fn holders(mnt: &Path) -> String {
+    let mut out = String::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let needle = format!(" {} ", mnt.display());
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let dir = entry.path();
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let cmd = || {
+            String::from_utf8_lossy(&fs::read(dir.join("cmdline")).unwrap_or_default())
+                .replace('\0', " ")
+        };
+        if let (Ok(ns), Ok(text)) = (
+            fs::read_link(dir.join("ns/mnt")),
+            fs::read_to_string(dir.join("mountinfo")),
+        ) && text.contains(&needle)
+            && seen.insert(ns.clone())
+        {
+            out.push_str(&format!(
+                "  mounted in {} of pid {pid}: {}\n",
+                ns.display(),
+                cmd()
+            ));
+        }
+        let mut links: Vec<PathBuf> = ["cwd", "root"].iter().map(|l| dir.join(l)).collect();
+        links.extend(
+            fs::read_dir(dir.join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path()),
+        );
+        for link in links {
+            if fs::read_link(&link).is_ok_and(|target| target.starts_with(mnt)) {
+                out.push_str(&format!("  {} is in the view: {}\n", link.display(), cmd()));
+            }
+        }
+    }
+    out
 }
 
 /// Unmounts whatever is at `mnt` by every means available, then makes sure `pid` is gone.
@@ -541,6 +702,36 @@ pub fn cleanup_mount(mnt: &Path, pid: Option<i32>) {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
+}
+
+/// One line per thread of `pid`: its name, state, the system call it is in and the kernel
+/// function it waits in, for a message about a process that hangs.
+pub fn where_threads_wait(pid: i32) -> String {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "  (gone)\n".to_owned();
+    };
+    let mut out = String::new();
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let read = |name: &str| {
+            fs::read_to_string(dir.join(name))
+                .map(|t| t.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let state = read("stat")
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_default();
+        let syscall = read("syscall");
+        let syscall = syscall.split_whitespace().next().unwrap_or("?");
+        out.push_str(&format!(
+            "  {} {:?} state {state} syscall {syscall} wchan {}\n",
+            task.file_name().to_string_lossy(),
+            read("comm"),
+            read("wchan")
+        ));
+    }
+    out
 }
 
 fn is_scopefs(pid: i32) -> bool {

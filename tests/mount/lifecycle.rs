@@ -129,13 +129,8 @@ fn umount_lazy_returns_at_once_and_detaches_a_busy_view() {
 fn umount_clears_a_dead_mount_after_kill_9() {
     let s = Scene::new();
     s.file("a.txt");
-    let m = s.mount(&[]);
-    let pid = m.pid;
-    signal(pid, libc::SIGKILL);
-    assert!(
-        wait_gone(pid, Duration::from_secs(10)),
-        "daemon survived SIGKILL"
-    );
+    let mut m = s.mount(&[]);
+    m.kill();
     assert!(is_mounted(&s.mnt), "the dead mount is still in the table");
     // Attributes may still be cached, but opening the directory always asks the daemon; the
     // kernel answers ENOTCONN or, while it is still aborting the connection, ECONNABORTED.
@@ -429,9 +424,8 @@ fn live_mountpoint_is_exit_2_and_the_first_mount_keeps_serving() {
 fn dead_mountpoint_is_exit_2() {
     let s = Scene::new();
     s.file("a.txt");
-    let m = s.mount(&[]);
-    signal(m.pid, libc::SIGKILL);
-    assert!(wait_gone(m.pid, Duration::from_secs(10)));
+    let mut m = s.mount(&[]);
+    m.kill();
     let line = mount_fails(&[], &s.src, &s.mnt, 2);
     eprintln!("dead mountpoint: {line}");
     assert_eq!(mounts_at(&s.mnt).len(), 1, "only the dead mount remains");
