@@ -985,6 +985,34 @@ pub fn open_raw(path: &Path, flags: libc::c_int) -> io::Result<fs::File> {
     Ok(unsafe { fs::File::from_raw_fd(fd) })
 }
 
+/// fallocate(2) of `len` bytes at offset 0, mode 0.
+pub fn fallocate_fd(file: &fs::File, offset: i64, len: i64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fallocate(2) takes a descriptor and integers; no memory is passed.
+    check(unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) })
+}
+
+/// copy_file_range(2) of up to `len` bytes from the current offset of `from` to that of `to`;
+/// returns how many were copied.
+pub fn copy_file_range(from: &fs::File, to: &fs::File, len: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: null offsets mean "the descriptors' own offsets"; no other memory is passed.
+    let n = unsafe {
+        libc::copy_file_range(
+            from.as_raw_fd(),
+            std::ptr::null_mut(),
+            to.as_raw_fd(),
+            std::ptr::null_mut(),
+            len,
+            0,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// statvfs(3).
 pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
     let p = cpath(path);
@@ -1030,6 +1058,8 @@ pub fn errno_name(errno: i32) -> String {
         libc::EOPNOTSUPP => "EOPNOTSUPP",
         libc::EXDEV => "EXDEV",
         libc::ESTALE => "ESTALE",
+        libc::EBADF => "EBADF",
+        libc::ENOSPC => "ENOSPC",
         _ => return format!("errno {errno}"),
     };
     name.to_owned()
