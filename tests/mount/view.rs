@@ -1034,45 +1034,120 @@ fn hardlink_to_hidden_file_created_after_mount_is_hidden() {
     assert_visible(&s, "a.txt");
 }
 
-#[test]
-fn file_renamed_to_a_hidden_name_while_held_is_no_longer_served() {
-    let s = Scene::new();
-    s.file_with("README.md", b"public readme\n");
-    s.file("a.txt");
-    let _m = s.mount(&[]);
-    // Hold the node: an O_PATH descriptor keeps the kernel's inode (and the daemon's node).
-    let held = open_raw(&s.m("README.md"), libc::O_PATH).expect("O_PATH open of README.md");
-    let held_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
-    assert_eq!(fs::read(&held_path).unwrap(), b"public readme\n");
+/// The views whose opens reach the daemon differently, as (name, policy file, flags): the
+/// default read-only view (no `open` at all: each read the cache cannot answer is checked),
+/// `--cache never` (every open is checked), deny with an audit log (not `ro`; read-only opens
+/// are checked, then passed through to a backing file shared by the node's opens) and an
+/// overlay view (opens checked, no passthrough).
+fn open_path(variant: usize, s: &Scene) -> (&'static str, String, Vec<String>) {
+    let log = s.base().join("audit.jsonl");
+    let overlay = s.base().join("overlay");
+    let mut variants = vec![
+        ("read-only, no opens", String::new(), vec![]),
+        (
+            "--cache never",
+            String::new(),
+            vec!["--cache".into(), "never".into()],
+        ),
+        (
+            "deny with an audit log (passthrough)",
+            String::new(),
+            vec!["--audit-log".into(), log.display().to_string()],
+        ),
+        (
+            "overlay",
+            format!(
+                "[writes]\nmode = \"overlay\"\noverlay = {:?}\n",
+                overlay.display().to_string()
+            ),
+            vec![],
+        ),
+    ];
+    variants.swap_remove(variant)
+}
 
-    // The host turns it into a secret under the agent's feet.
-    fs::write(s.s("README.md"), b"SECRET=now-a-secret\n").unwrap();
-    fs::rename(s.s("README.md"), s.s(".env")).unwrap();
+/// How many variants [`open_path`] knows.
+const OPEN_PATHS: usize = 4;
 
-    assert_hidden(&s.mnt, ".env");
-    eventually(|| match fs::symlink_metadata(s.m("README.md")) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-        other => Err(format!("lstat README.md after the rename: {other:?}")),
-    })
-    .unwrap();
-    // A fresh open of the held node (FUSE_OPEN on its node id) is checked again.
-    eventually(|| match fs::read(&held_path) {
+/// A fresh open of the node `held` (an `O_PATH` descriptor) fails as for a name that does
+/// not exist, or serves anything but `secret`.
+fn reopen_refused(held: &fs::File, secret: &[u8], what: &str) -> Result<(), String> {
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(held));
+    match fs::read(&path) {
         Err(e) if [libc::ENOENT, libc::ESTALE].contains(&e.raw_os_error().unwrap_or_default()) => {
             Ok(())
         }
         Err(e) => Err(format!(
-            "reopen of the held node failed with an unexpected {e}"
+            "{what}: reopen of the held node failed with an unexpected {e}"
         )),
         Ok(data) => {
             assert_ne!(
-                data, b"SECRET=now-a-secret\n",
-                "the held node served the content of the now-hidden .env"
+                data, secret,
+                "{what}: the held node served the now-hidden content"
             );
-            Err("reopen of the held node still works".into())
+            Err(format!("{what}: reopen of the held node still works"))
         }
+    }
+}
+
+/// Mounts variant `variant` of [`open_path`], holds README.md open (an `O_PATH` descriptor
+/// for fresh opens, and a read descriptor that keeps an open handle and, with passthrough,
+/// the backing file), lets `hide` make it secret and hidden, and checks that a fresh open of
+/// the held node is refused.
+fn held_file_hidden(variant: usize, hide: impl FnOnce(&Scene, i32)) {
+    let s = Scene::new();
+    let (what, policy, args) = open_path(variant, &s);
+    s.file_with("README.md", b"public readme\n");
+    s.file("a.txt");
+    let policy = s.policy(&policy);
+    let mut all = vec!["-c".to_owned(), policy.display().to_string()];
+    all.extend(args.iter().cloned());
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let m = s.mount(&all);
+    let held = open_raw(&s.m("README.md"), libc::O_PATH).expect("O_PATH open of README.md");
+    let open = fs::File::open(s.m("README.md")).expect("open README.md");
+    // Before: the fresh open works, so a refusal after is the check's doing.
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+    assert_eq!(fs::read(&path).unwrap(), b"public readme\n", "{what}");
+
+    hide(&s, m.pid);
+
+    assert_hidden(&s.mnt, ".env");
+    eventually(|| match fs::symlink_metadata(s.m("README.md")) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => Err(format!("{what}: lstat README.md: {other:?}")),
     })
     .unwrap();
+    eventually(|| reopen_refused(&held, b"SECRET=now-a-secret\n", what)).unwrap();
+    drop(open);
+    reopen_refused(&held, b"SECRET=now-a-secret\n", what).unwrap();
     assert_visible(&s, "a.txt");
+}
+
+#[test]
+fn file_renamed_to_a_hidden_name_while_held_is_no_longer_served() {
+    for variant in 0..OPEN_PATHS {
+        held_file_hidden(variant, |s, _| {
+            // The host turns it into a secret under the agent's feet.
+            fs::write(s.s("README.md"), b"SECRET=now-a-secret\n").unwrap();
+            fs::rename(s.s("README.md"), s.s(".env")).unwrap();
+        });
+    }
+}
+
+/// The name stays where it is and the policy changes: the per-open check must refuse the
+/// held node because of what its path now is, not because the path went away.
+#[test]
+fn file_a_reload_hides_while_held_is_no_longer_served() {
+    for variant in 0..OPEN_PATHS {
+        held_file_hidden(variant, |s, pid| {
+            fs::write(s.s(".env"), b"SECRET=now-a-secret\n").unwrap();
+            fs::write(s.s("README.md"), b"SECRET=now-a-secret\n").unwrap();
+            let (_, policy, _) = open_path(variant, s);
+            s.policy(&format!("[view]\nhide = [\"README.md\"]\n{policy}"));
+            signal(pid, libc::SIGHUP);
+        });
+    }
 }
 
 #[test]
