@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+#[cfg(target_arch = "x86_64")]
+pub mod inject;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_scopefs");
 
