@@ -168,10 +168,14 @@ fn sigterm_to_the_detached_daemon_unmounts() {
 }
 
 /// Starts `scopefs mount --foreground`, which is itself the daemon, and waits for the mount.
-fn foreground(s: &Scene) -> (std::process::Child, Capture) {
+fn foreground(s: &Scene, args: &[&str]) -> (std::process::Child, Capture) {
     let cap = Capture::new();
     let mut cmd = scopefs();
-    cmd.arg("mount").arg("--foreground").arg(&s.src).arg(&s.mnt);
+    cmd.arg("mount")
+        .arg("--foreground")
+        .args(args)
+        .arg(&s.src)
+        .arg(&s.mnt);
     cap.attach(&mut cmd);
     let mut child = cmd.spawn().expect("spawn scopefs mount --foreground");
     let entry = wait_mounted(&s.mnt, Duration::from_secs(30));
@@ -205,7 +209,7 @@ fn foreground(s: &Scene) -> (std::process::Child, Capture) {
 fn foreground_signal_exits_zero(sig: i32, name: &str) {
     let s = Scene::new();
     s.file("a.txt");
-    let (mut child, cap) = foreground(&s);
+    let (mut child, cap) = foreground(&s, &[]);
     // Still attached and serving.
     assert!(child.try_wait().unwrap().is_none(), "--foreground detached");
     assert_visible(&s, "a.txt");
@@ -404,6 +408,24 @@ fn non_empty_mountpoint_is_exit_2() {
 }
 
 #[test]
+fn mountpoint_inside_source_is_exit_2() {
+    let s = Scene::new();
+    s.file("a.txt");
+    s.dir("sub/view");
+    let line = mount_fails(&[], &s.src, &s.s("sub/view"), 2);
+    assert!(
+        line.contains("inside SOURCE"),
+        "the line says the view would contain itself: {line}"
+    );
+    // The same place by another spelling: a symlink outside SOURCE that leads into it.
+    let link = s.base().join("into-source");
+    std::os::unix::fs::symlink(s.s("sub/view"), &link).unwrap();
+    let line = mount_fails(&[], &s.src, &link, 2);
+    assert!(line.contains("inside SOURCE"), "through a symlink: {line}");
+    assert_not_mounted(&s.s("sub/view"), "MOUNTPOINT inside SOURCE");
+}
+
+#[test]
 fn live_mountpoint_is_exit_2_and_the_first_mount_keeps_serving() {
     let s = Scene::new();
     s.file("a.txt");
@@ -576,6 +598,34 @@ fn relative_source_and_mountpoint_work() {
     );
 }
 
+/// Polls the captured stderr of a foreground daemon until a line contains `needle`; fails
+/// after 30 s.
+fn wait_for_line(cap: &Capture, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let err = cap.stderr();
+        if let Some(line) = err.lines().find(|l| l.contains(needle)) {
+            return line.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no line with {needle:?} on the daemon's stderr within 30 s:\n{err}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Stops a foreground daemon with SIGTERM and asserts it exits 0 with nothing left mounted.
+fn stop_foreground(s: &Scene, mut child: std::process::Child, cap: &Capture) {
+    signal(child.id() as i32, libc::SIGTERM);
+    let status = wait_child(&mut child, Duration::from_secs(30));
+    let mounted = is_mounted(&s.mnt);
+    cleanup_mount(&s.mnt, Some(child.id() as i32));
+    let status = status.expect("the foreground daemon did not exit within 30 s of SIGTERM");
+    assert!(status.success(), "exit {status}\n{}", cap.stderr());
+    assert!(!mounted, "still mounted after SIGTERM");
+}
+
 #[test]
 fn sighup_reloads_the_policy_and_keeps_it_when_the_file_is_invalid() {
     let s = Scene::new();
@@ -583,30 +633,96 @@ fn sighup_reloads_the_policy_and_keeps_it_when_the_file_is_invalid() {
     s.file("b.txt");
     s.file("c.txt");
     let policy = s.policy("[view]\nhide = [\"a.txt\"]\n");
-    let m = s.mount(&["-c", policy.to_str().unwrap()]);
-    assert_hidden(&s.mnt, "a.txt");
-    assert_visible(&s, "b.txt");
+    let (child, cap) = foreground(&s, &["-c", policy.to_str().unwrap()]);
+    let pid = child.id() as i32;
+    let checked = std::panic::catch_unwind(|| {
+        assert_hidden(&s.mnt, "a.txt");
+        assert_visible(&s, "b.txt");
 
-    fs::write(&policy, "[view]\nhide = [\"b.txt\"]\n").unwrap();
-    signal(m.pid, libc::SIGHUP);
-    let reloaded = (0..60).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        fs::symlink_metadata(s.m("b.txt")).is_err() && fs::symlink_metadata(s.m("a.txt")).is_ok()
+        fs::write(&policy, "[view]\nhide = [\"b.txt\"]\n").unwrap();
+        signal(pid, libc::SIGHUP);
+        let reloaded = (0..600).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            fs::symlink_metadata(s.m("b.txt")).is_err()
+                && fs::symlink_metadata(s.m("a.txt")).is_ok()
+        });
+        assert!(
+            reloaded,
+            "30 s after SIGHUP the new hide list is not in force"
+        );
+        assert_hidden(&s.mnt, "b.txt");
+        assert_visible(&s, "a.txt");
+        assert!(alive(pid), "the daemon survives SIGHUP");
+
+        // An invalid file keeps the old policy, and the daemon says why.
+        fs::write(&policy, "[view]\nhide = \"c.txt\"\nbogus = 1\n").unwrap();
+        signal(pid, libc::SIGHUP);
+        let line = wait_for_line(&cap, "SIGHUP: the policy was not reloaded");
+        assert!(
+            line.contains("policy.toml"),
+            "the line names the file: {line}"
+        );
+        assert!(
+            alive(pid),
+            "the daemon survives SIGHUP with an invalid file"
+        );
+        assert_hidden(&s.mnt, "b.txt");
+        assert_visible(&s, "a.txt");
+        assert_visible(&s, "c.txt");
     });
-    assert!(reloaded, "after SIGHUP the new hide list is not in force");
-    assert_hidden(&s.mnt, "b.txt");
-    assert_visible(&s, "a.txt");
-    assert!(alive(m.pid), "the daemon survives SIGHUP");
+    stop_foreground(&s, child, &cap);
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
+}
 
-    // An invalid file keeps the old policy.
-    fs::write(&policy, "[view]\nhide = \"c.txt\"\nbogus = 1\n").unwrap();
-    signal(m.pid, libc::SIGHUP);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        alive(m.pid),
-        "the daemon survives SIGHUP with an invalid file"
-    );
-    assert_hidden(&s.mnt, "b.txt");
-    assert_visible(&s, "a.txt");
-    assert_visible(&s, "c.txt");
+/// The write layer cannot change under a live mount: a reload that changes `writes.mode` is
+/// refused as a whole (README, Decisions), and the rest of the new file is not put in force.
+#[test]
+fn sighup_that_changes_the_write_mode_is_refused() {
+    let s = Scene::new();
+    s.file("a.txt");
+    s.file("b.txt");
+    let overlay = s.base().join("overlay");
+    let policy = s.policy("[view]\nhide = [\"a.txt\"]\n");
+    let (child, cap) = foreground(&s, &["-c", policy.to_str().unwrap()]);
+    let pid = child.id() as i32;
+    let checked = std::panic::catch_unwind(|| {
+        assert_hidden(&s.mnt, "a.txt");
+        assert_errno(
+            fs::write(s.m("new.txt"), b"x"),
+            libc::EROFS,
+            "write in deny mode",
+        );
+
+        fs::write(
+            &policy,
+            format!(
+                "[view]\nhide = [\"b.txt\"]\n[writes]\nmode = \"overlay\"\noverlay = {:?}\n",
+                overlay.display().to_string()
+            ),
+        )
+        .unwrap();
+        signal(pid, libc::SIGHUP);
+        let line = wait_for_line(&cap, "SIGHUP: the policy was not reloaded");
+        assert!(
+            line.contains("writes.mode cannot change while mounted"),
+            "the line says why: {line}"
+        );
+        assert!(alive(pid), "the daemon survives the refused reload");
+        // The old policy, all of it, stays in force.
+        assert_hidden(&s.mnt, "a.txt");
+        assert_visible(&s, "b.txt");
+        assert_errno(
+            fs::write(s.m("new.txt"), b"x"),
+            libc::EROFS,
+            "write after the refused reload",
+        );
+        assert!(!overlay.exists(), "the refused reload made an overlay");
+        assert!(!s.s("new.txt").exists());
+    });
+    stop_foreground(&s, child, &cap);
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
 }
