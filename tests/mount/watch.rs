@@ -128,3 +128,117 @@ fn a_file_replaced_underneath_is_read_afresh() {
         listing(&s.mnt) == ["a.txt"]
     });
 }
+
+/// `--cache always` keeps entries, attributes, absences, listings and data for a day: a
+/// change made underneath does not show (README: for a SOURCE nothing but the view changes)
+/// until a SIGHUP reload makes the kernel forget everything.
+#[test]
+fn cache_always_keeps_what_it_saw_until_a_reload() {
+    let s = Scene::new();
+    s.file_with("a.txt", b"one\n");
+    s.file("sub/c.txt");
+    let m = s.mount(&["--cache", "always"]);
+    let seen = || {
+        (
+            fs::read(s.m("a.txt")).ok(),
+            fs::metadata(s.m("a.txt")).map(|m| m.len()).ok(),
+            listing(&s.m("sub")),
+            absent(&s.m("new.txt")),
+        )
+    };
+    let before = seen();
+    assert_eq!(
+        before,
+        (Some(b"one\n".to_vec()), Some(4), vec!["c.txt".into()], true)
+    );
+
+    fs::write(s.s("a.txt"), b"two, longer\n").unwrap();
+    fs::write(s.s("new.txt"), b"new\n").unwrap();
+    s.file("sub/d.txt");
+    // Four times as long as `auto` takes to show the same changes without watches, and far
+    // longer than it takes with them: `always` must still show what it saw.
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        assert_eq!(
+            seen(),
+            before,
+            "--cache always showed a change made underneath"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    signal(m.pid, libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = (
+        Some(b"two, longer\n".to_vec()),
+        Some(12),
+        vec!["c.txt".into(), "d.txt".into()],
+        false,
+    );
+    while seen() != after {
+        assert!(
+            Instant::now() < deadline,
+            "30 s after SIGHUP the view still shows {:?}",
+            seen()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `--cache always` in a writable view: what changes through the view shows at once.
+#[test]
+fn cache_always_shows_changes_made_through_the_view() {
+    let s = Scene::new();
+    s.file_with("a.txt", b"one\n");
+    let overlay = s.base().join("overlay");
+    let _m = s.mount(&["--cache", "always", "--overlay", overlay.to_str().unwrap()]);
+    assert_eq!(fs::read(s.m("a.txt")).unwrap(), b"one\n");
+    assert_listing(&s.mnt, &["a.txt"]);
+    fs::write(s.m("a.txt"), b"two, longer\n").unwrap();
+    fs::write(s.m("b.txt"), b"b\n").unwrap();
+    assert_eq!(fs::read(s.m("a.txt")).unwrap(), b"two, longer\n");
+    assert_eq!(fs::metadata(s.m("a.txt")).unwrap().len(), 12);
+    assert_listing(&s.mnt, &["a.txt", "b.txt"]);
+}
+
+/// Where no inotify watch is possible (here SOURCE is itself a FUSE file system: another
+/// view), `auto` keeps entries, attributes and data for one second only, so changes made
+/// underneath show within a second or two.
+#[test]
+fn without_watches_changes_show_after_the_short_cache_time() {
+    let inner = Scene::new();
+    inner.file_with("a.txt", b"one\n");
+    inner.file("b.txt");
+    let _inner = inner.mount(&[]);
+    let mut outer = Scene::new();
+    outer.src = inner.mnt.clone();
+    let _outer = outer.mount(&[]);
+    assert_eq!(fs::read(outer.m("a.txt")).unwrap(), b"one\n");
+    assert_listing(&outer.mnt, &["a.txt", "b.txt"]);
+    assert!(absent(&outer.m("c.txt")));
+
+    let since = Instant::now();
+    fs::write(inner.s("a.txt"), b"two, longer\n").unwrap();
+    inner.file("c.txt");
+    fs::rename(inner.s("b.txt"), inner.s(".env")).unwrap();
+    // One second of cache, plus room for a loaded machine; the watched TTL is a minute.
+    let bound = Duration::from_secs(10);
+    loop {
+        let shown = fs::read(outer.m("a.txt")).is_ok_and(|d| d == b"two, longer\n")
+            && listing(&outer.mnt) == ["a.txt", "c.txt"]
+            && absent(&outer.m("b.txt"));
+        if shown {
+            break;
+        }
+        assert!(
+            since.elapsed() < bound,
+            "changes under an unwatchable SOURCE did not show within {bound:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    println!(
+        "an unwatchable SOURCE's changes showed after {:?}",
+        since.elapsed()
+    );
+    assert_hidden(&outer.mnt, ".env");
+}
