@@ -256,6 +256,42 @@ fn run_confines_its_request_threads() {
     assert_landlock_warning(&cap.stderr(), "scopefs run");
 }
 
+/// The daemon makes itself non-dumpable (README), so that no other process of its user can
+/// read its memory or its descriptors through /proc. Asked of the daemon itself:
+/// `prctl(PR_GET_DUMPABLE)` in one of its threads (dumpability belongs to the process).
+#[test]
+fn the_daemon_is_not_dumpable() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use common::inject::{Stopped, threads_named};
+        let s = Scene::new();
+        s.file("a.txt");
+        let m = s.mount(&[]);
+        assert_eq!(
+            fs::read(m.m("a.txt")).unwrap(),
+            content_for("a.txt".as_ref())
+        );
+        let tid = *threads_named(m.pid, "fuser-")
+            .first()
+            .unwrap_or_else(|| panic!("no request thread in\n{}", where_threads_wait(m.pid)));
+        let mut t = Stopped::seize(tid).unwrap();
+        let dumpable = t
+            .syscall(
+                libc::SYS_prctl,
+                [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0],
+            )
+            .unwrap();
+        t.resume().unwrap();
+        assert_eq!(dumpable, 0, "PR_GET_DUMPABLE of daemon {}", m.pid);
+        assert_eq!(
+            fs::read(m.m("a.txt")).unwrap(),
+            content_for("a.txt".as_ref())
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    panic!("this test injects a system call with ptrace and knows only x86_64's registers");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The function itself
 

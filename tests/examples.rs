@@ -31,7 +31,8 @@ fn example(rel: &str) -> PathBuf {
     repo().join("examples").join(rel)
 }
 
-const POLICIES: [&str; 3] = [
+const POLICIES: [&str; 4] = [
+    "policy.toml",
     "policies/coding-agent.toml",
     "policies/read-only-analyst.toml",
     "policies/ci-harness.toml",
@@ -121,6 +122,71 @@ fn example_policies_check_clean() {
             assert_success(&outcome, &format!("scopefs check -c {policy}"));
         }
     }
+}
+
+/// README's section "The policy" shows `examples/policy.toml` without its comments: the same
+/// keys and values.
+#[test]
+fn readme_quotes_examples_policy_toml() {
+    let readme = fs::read_to_string(repo().join("README.md")).unwrap();
+    let intro = "This is `examples/policy.toml`:";
+    let after = readme
+        .split_once(intro)
+        .unwrap_or_else(|| panic!("README no longer says {intro:?}"))
+        .1;
+    let block = after
+        .split_once("```toml\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a ```toml block after the introduction")
+        .0;
+    let quoted: toml::Value = toml::from_str(block).expect("README's block is TOML");
+    let file: toml::Value =
+        toml::from_str(&fs::read_to_string(example("policy.toml")).unwrap()).unwrap();
+    assert_eq!(
+        quoted, file,
+        "README's quote and examples/policy.toml differ"
+    );
+}
+
+/// `examples/policy.toml` mounted as written (its overlay, `../agent-overlay`, lands next to
+/// the copy's own directory): the code and tests appear, secrets, history, logs and
+/// everything else do not, writes to `src/` go to the overlay and others are refused.
+#[test]
+fn examples_policy_toml_mounts_as_annotated() {
+    let stage = Stage::new();
+    let project = stage.project("project");
+    fs::create_dir(project.join(".git")).unwrap();
+    fs::write(project.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    fs::write(project.join("src/debug.log"), "a log\n").unwrap();
+    fs::create_dir(stage.base.join("examples")).unwrap();
+    let policy = stage.base.join("examples/policy.toml");
+    fs::copy(example("policy.toml"), &policy).unwrap();
+    let script = "test -e src/lib.rs && test -e tests/greeting.rs && test -e README.md \
+                  && test ! -e .env && test ! -e .git && test ! -e src/debug.log \
+                  && test ! -e docs/guide.md && test ! -e notes/todo.txt \
+                  && test ! -e certs/server.pem && test -z \"$(ls notes)\" \
+                  && echo 'pub fn more() {}' > src/more.rs \
+                  && ! (echo x >> README.md) 2>/dev/null";
+    let mut cmd = common::scopefs();
+    cmd.env("TMPDIR", &stage.tmp)
+        .current_dir(&project)
+        .arg("run")
+        .arg("-c")
+        .arg(&policy)
+        .arg(&project)
+        .args(["--", "sh", "-c", script]);
+    let outcome = run_with_timeout(cmd, TIMEOUT);
+    assert_success(&outcome, "run with examples/policy.toml");
+    assert_eq!(
+        fs::read_to_string(stage.base.join("agent-overlay/upper/src/more.rs")).unwrap(),
+        "pub fn more() {}\n",
+        "the write is in ../agent-overlay"
+    );
+    assert!(
+        !project.join("src/more.rs").exists(),
+        "the project is not written"
+    );
+    stage.assert_clean("examples/policy.toml run");
 }
 
 #[test]
