@@ -232,7 +232,7 @@ fn write_loop(mut file: File, rx: &mpsc::Receiver<Record>, dropped: &AtomicU64, 
     let mut failed = false;
     let mut emit = |record: &Record, time: SystemTime, count: u64| {
         let line = format_line(record, time, count);
-        if let Err(e) = file.write_all(line.as_bytes()) {
+        if let Err(e) = append_line(&mut file, line.as_bytes()) {
             dropped.fetch_add(count, Ordering::Relaxed);
             if !failed {
                 eprintln!(
@@ -269,6 +269,34 @@ fn write_loop(mut file: File, rx: &mpsc::Receiver<Record>, dropped: &AtomicU64, 
             }
         }
     }
+}
+
+/// Appends `line` whole or not at all: the part of a write cut short (by a full disk) is taken
+/// back, so that the log never holds half a line for the next one to be glued to.
+fn append_line(file: &mut File, line: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while let Some(rest) = line.get(done..).filter(|rest| !rest.is_empty()) {
+        match file.write(rest) {
+            Ok(0) => return Err(take_back(file, done, io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(take_back(file, done, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Truncates the `written` bytes of a line that could not be written whole; returns `err`.
+fn take_back(file: &File, written: usize, err: io::Error) -> io::Error {
+    if written > 0 {
+        let truncated = file
+            .metadata()
+            .and_then(|m| file.set_len(m.len().saturating_sub(written as u64)));
+        if let Err(e) = truncated {
+            tracing::warn!(error = %e, "cannot take back a line cut short in the audit log");
+        }
+    }
+    err
 }
 
 /// The errno's symbolic name, as the audit log writes it.
