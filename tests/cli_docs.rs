@@ -21,16 +21,38 @@ fn stdout_of(args: &[&str]) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// How each shell's completion script offers subcommand `sub`: the exact form, so that
+/// `umount` does not stand in for `mount`.
+fn offers(shell: &str, sub: &str) -> String {
+    match shell {
+        "bash" => format!("scopefs,{sub})"),
+        "zsh" => format!("({sub})"),
+        "fish" => format!("-a \"{sub}\""),
+        "elvish" => format!("cand {sub} '"),
+        "powershell" => format!("[CompletionResult]::new('{sub}', '{sub}',"),
+        other => panic!("no form known for {other}"),
+    }
+}
+
 #[test]
 fn completions_name_every_subcommand_for_every_shell() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let script = stdout_of(&["completions", shell]);
         assert!(script.len() > 1000, "{shell}: {} bytes", script.len());
         for sub in SUBCOMMANDS {
-            assert!(script.contains(sub), "{shell} completions lack `{sub}`");
+            let form = offers(shell, sub);
+            assert!(
+                script.contains(&form),
+                "{shell} completions do not offer `{sub}` (no {form:?})"
+            );
         }
-        // The policy options of `run` are completed too.
-        assert!(script.contains("keep-overlay"), "{shell}: --keep-overlay");
+        // The options of `run` are completed too (fish writes long options as `-l NAME`).
+        let keep = if shell == "fish" {
+            "-l keep-overlay"
+        } else {
+            "--keep-overlay"
+        };
+        assert!(script.contains(keep), "{shell}: --keep-overlay");
     }
 }
 

@@ -323,6 +323,7 @@ fn entrypoint_in_place_as_an_unprivileged_agent() {
     let script = format!(
         "id -u > '{o}/uid'; pwd > '{o}/pwd'; ls -A > '{o}/ls'; \
          cat .env > /dev/null 2> '{o}/cat-err'; \
+         grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs):' /proc/self/status > '{o}/status'; \
          umount \"$PWD\" 2> '{o}/umount-err'; echo $? > '{o}/umount-rc'; \
          (echo x > new.txt) 2> '{o}/write-err'; exit 0",
         o = out.display()
@@ -352,6 +353,26 @@ fn entrypoint_in_place_as_an_unprivileged_agent() {
     // read-only-analyst: README*, docs/, src/ and *.md; nothing else.
     assert_eq!(listed, ["README.md", "docs", "src"], "ls inside");
     assert!(read("cat-err").contains("No such file or directory"));
+    // Without capabilities, now or after any exec, and without a way to gain privileges
+    // (setuid binaries such as umount(8) run without them).
+    let status = read("status");
+    for field in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        let value = status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .unwrap_or_else(|| panic!("no {field} in the agent's status:\n{status}"));
+        assert_eq!(
+            value.trim(),
+            "0000000000000000",
+            "the agent's {field}:\n{status}"
+        );
+    }
+    assert!(
+        status
+            .lines()
+            .any(|l| l.split_whitespace().eq(["NoNewPrivs:", "1"])),
+        "the agent runs with no_new_privs:\n{status}"
+    );
     assert_ne!(
         read("umount-rc").trim(),
         "0",

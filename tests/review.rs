@@ -308,6 +308,37 @@ fn conflicts_refuse_everything_unless_forced() {
     assert!(!fx.src().join("old.txt").exists());
 }
 
+/// An edit in SOURCE that keeps the size (a changed letter) is a conflict too: the overlay
+/// recorded the inode, size and modification time it copied.
+#[test]
+fn a_same_size_edit_in_source_is_a_conflict() {
+    let fx = standard();
+    // The same length, edited in place (same inode), as an editor saving over it does; the
+    // modification time is set apart explicitly so the test does not depend on the clock's
+    // granularity.
+    fs::write(fx.src().join("a.txt"), b"one\ntwo\nthreE\n").unwrap();
+    let file = fs::File::options()
+        .write(true)
+        .open(fx.src().join("a.txt"))
+        .unwrap();
+    file.set_modified(
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000),
+    )
+    .unwrap();
+    drop(file);
+    fx.run(&["apply", "a.txt"])
+        .code(3)
+        .stderr(predicate::str::contains(
+            "conflict: a.txt: SOURCE changed since the overlay copied it",
+        ));
+    assert_eq!(
+        fs::read(fx.src().join("a.txt")).unwrap(),
+        b"one\ntwo\nthreE\n"
+    );
+    // Its other changes still apply.
+    fx.run(&["apply", "notes.txt"]).success();
+}
+
 /// Records of entries SOURCE does not have are not flushed one by one, so a crash may lose
 /// them; an addition without its record is judged as if it were recorded absent.
 #[test]

@@ -882,11 +882,9 @@ events = "all"
 
     #[test]
     fn flags_merge_over_the_file() {
-        let dir = tempfile::tempdir().ok();
-        let Some(dir) = dir else { return };
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");
-        let written = std::fs::write(&path, "[view]\nallow = [\"src/\"]\nhide = [\"*.log\"]\n");
-        assert!(written.is_ok());
+        std::fs::write(&path, "[view]\nallow = [\"src/\"]\nhide = [\"*.log\"]\n").unwrap();
         let args = PolicyArgs {
             config: Some(path.clone()),
             allow: vec!["docs/".into()],
