@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The cargo-fuzz targets of fuzz/ (their own workspace).
 #
-#   scripts/fuzz.sh build                      build every target (CI)
+#   scripts/fuzz.sh build                      build every target
+#   scripts/fuzz.sh replay                     build, then run each target once over each of
+#                                              its committed seeds, fuzz/corpus/TARGET (CI)
 #   scripts/fuzz.sh run SECONDS [TARGET...]    run each target (all by default) for SECONDS,
 #                                              one after the other, under `nice -n 19`, and print
 #                                              executions, corpus size and whether it crashed
@@ -18,7 +20,7 @@ cd "$(dirname "$0")/../fuzz"
 export RUSTC_BOOTSTRAP=1
 
 usage() {
-    echo "usage: scripts/fuzz.sh build | scripts/fuzz.sh run SECONDS [TARGET...]" >&2
+    echo "usage: scripts/fuzz.sh build | scripts/fuzz.sh replay | scripts/fuzz.sh run SECONDS [TARGET...]" >&2
     exit 2
 }
 
@@ -32,6 +34,30 @@ case $mode in
 build)
     [[ $# -eq 1 ]] || usage
     cargo fuzz build
+    ;;
+replay)
+    [[ $# -eq 1 ]] || usage
+    cargo fuzz build
+    # -runs=0: execute the seeds and nothing else; a few seconds each, bounded all the same.
+    failed=0
+    while read -r target; do
+        seeds=$(find "corpus/$target" -type f | wc -l)
+        if [[ $seeds -eq 0 ]]; then
+            echo "$target: no seeds in fuzz/corpus/$target" >&2
+            failed=1
+            continue
+        fi
+        log=target/replay-$target.log
+        start=$(date +%s)
+        if timeout 300 cargo fuzz run "$target" "corpus/$target" -- -runs=0 >"$log" 2>&1; then
+            echo "$target: $seeds seeds replayed in $(($(date +%s) - start))s, no crash"
+        else
+            echo "$target: the replay of its $seeds seeds failed (see fuzz/$log):" >&2
+            tail -n 20 "$log" >&2
+            failed=1
+        fi
+    done < <(cargo fuzz list)
+    exit $failed
     ;;
 run)
     [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || usage
