@@ -353,10 +353,11 @@ fn entrypoint_in_place_as_an_unprivileged_agent() {
     // read-only-analyst: README*, docs/, src/ and *.md; nothing else.
     assert_eq!(listed, ["README.md", "docs", "src"], "ls inside");
     assert!(read("cat-err").contains("No such file or directory"));
-    // Without capabilities, now or after any exec, and without a way to gain privileges
-    // (setuid binaries such as umount(8) run without them).
+    // A user without capabilities, none to pass on through exec, and no way to gain them
+    // (`no_new_privs`: setuid binaries such as umount(8) run without privileges). Its bounding
+    // set is its user namespace's, which grants nothing to a process that has none of them.
     let status = read("status");
-    for field in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+    for field in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
         let value = status
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{field}:")))
