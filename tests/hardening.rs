@@ -64,8 +64,9 @@ fn mkfifo(path: &Path) {
     );
 }
 
-/// A mount started by hand (so its process can be given limits), unmounted however the test
-/// ends.
+/// A mount started by hand (so its process can be given limits). Dropping it unmounts with
+/// `scopefs umount` and fails the test when that fails, hangs or leaves the daemon running, as
+/// the common `Mounted` guard does; whatever happens the mount is cleared.
 struct HandMount {
     mnt: PathBuf,
     pid: i32,
@@ -97,7 +98,14 @@ impl HandMount {
 
 impl Drop for HandMount {
     fn drop(&mut self) {
-        cleanup_mount(&self.mnt, Some(self.pid));
+        if std::thread::panicking() {
+            cleanup_mount(&self.mnt, Some(self.pid));
+            return;
+        }
+        if let Err(problem) = unmount_checked(&self.mnt, self.pid) {
+            cleanup_mount(&self.mnt, Some(self.pid));
+            panic!("{problem}");
+        }
     }
 }
 
