@@ -70,7 +70,7 @@ scopefs=$repo/target/release/scopefs
 run_mode() {
 local mode=$1
 local expected_file=$repo/scripts/pjdfstest-expected-$mode.txt
-echo "== pjdfstest in a $mode view"
+echo "== pjdfstest, $mode mode"
 # Every entry: a test name (a glob), then its reason on the same line.
 declare -A expected=()
 while read -r name reason; do
