@@ -856,13 +856,15 @@ impl View {
 
     /// Opens node `ino` for writing: copied up first in overlay mode.
     pub(super) fn open_for_write(&self, ino: u64) -> FsResult<Handle> {
+        // Located under `ns`: the name found is opened by path below, so no other request may
+        // rename it away in between (a file with several names may be found under another).
+        let _ns = self.lock_ns();
         let (path, located) = self.writable_node(ino)?;
         match located.stat.kind {
             FileType::File => {}
             FileType::Dir => return Err(FsError::IsDir),
             _ => return Err(FsError::Access),
         }
-        let _ns = self.lock_ns();
         let file = match self.upper() {
             // The copy in upper/, which only the view changes (and `ns` is held).
             Some(upper) => {
