@@ -129,11 +129,45 @@ fn a_file_replaced_underneath_is_read_afresh() {
     });
 }
 
+/// How many times anyone has told the kernel to drop its caches (`/proc/sys/vm/drop_caches`,
+/// counted in /proc/vmstat): a benchmark's cold passes do, and then no view keeps anything.
+fn caches_dropped() -> u64 {
+    fs::read_to_string("/proc/vmstat")
+        .expect("read /proc/vmstat")
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(k, _)| *k == "drop_pagecache" || *k == "drop_slab")
+        .map(|(_, v)| v.trim().parse::<u64>().unwrap_or(0))
+        .sum()
+}
+
 /// `--cache always` keeps entries, attributes, absences, listings and data for a day: a
 /// change made underneath does not show (README: for a SOURCE nothing but the view changes)
-/// until a SIGHUP reload makes the kernel forget everything.
+/// until a SIGHUP reload makes the kernel forget everything. A run during which something
+/// else made the kernel drop its caches proves nothing and is tried again, up to ten times.
 #[test]
 fn cache_always_keeps_what_it_saw_until_a_reload() {
+    for attempt in 1..=10 {
+        let dropped = caches_dropped();
+        match cache_always_case() {
+            Ok(()) => return,
+            Err(shown) if caches_dropped() != dropped => {
+                eprintln!(
+                    "attempt {attempt}: the kernel's caches were dropped meanwhile (showed {shown}); again"
+                );
+            }
+            Err(shown) => panic!("--cache always showed a change made underneath: {shown}"),
+        }
+    }
+    panic!(
+        "ten attempts in a row saw the kernel's caches dropped (/proc/sys/vm/drop_caches, by a \
+         benchmark?): run this test when nothing else does that"
+    );
+}
+
+/// One run of [`cache_always_keeps_what_it_saw_until_a_reload`]; `Err` describes what the
+/// view showed of the change made underneath.
+fn cache_always_case() -> Result<(), String> {
     let s = Scene::new();
     s.file_with("a.txt", b"one\n");
     s.file("sub/c.txt");
@@ -155,15 +189,14 @@ fn cache_always_keeps_what_it_saw_until_a_reload() {
     fs::write(s.s("a.txt"), b"two, longer\n").unwrap();
     fs::write(s.s("new.txt"), b"new\n").unwrap();
     s.file("sub/d.txt");
-    // Four times as long as `auto` takes to show the same changes without watches, and far
+    // Three times as long as `auto` takes to show the same changes without watches, and far
     // longer than it takes with them: `always` must still show what it saw.
-    let until = Instant::now() + Duration::from_secs(4);
+    let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
-        assert_eq!(
-            seen(),
-            before,
-            "--cache always showed a change made underneath"
-        );
+        let now = seen();
+        if now != before {
+            return Err(format!("{now:?} where it had seen {before:?}"));
+        }
         thread::sleep(Duration::from_millis(100));
     }
 
@@ -183,6 +216,7 @@ fn cache_always_keeps_what_it_saw_until_a_reload() {
         );
         thread::sleep(Duration::from_millis(20));
     }
+    Ok(())
 }
 
 /// `--cache always` in a writable view: what changes through the view shows at once.
