@@ -19,7 +19,8 @@
 # passes (the list must stay true: take it out), when pjdfstest skips another number of tests
 # than the EXPECTED_SKIPPED it always skips here, or when the pass rate is below the mode's
 # floor (98% in overlay views). Each entry of a list is a deviation of SPEC, or a known bug,
-# with its reason. The rate leaves out
+# with its reason; a reason that starts `sometimes:` names a failure that depends on timing,
+# whose passes are only noted. The rate leaves out
 # the block and character device variants of the tests (`*::block`, `*::char`): each starts by
 # making a device node, which no scopefs view allows, so they are checked to have failed on
 # exactly that and reported apart; every other test counts.
@@ -63,8 +64,10 @@ if ! grep -qF "\"pjdfstest $PJDFSTEST_VERSION " "$tools/.crates.toml" 2>/dev/nul
     cargo install --locked --root "$tools" pjdfstest --version "=$PJDFSTEST_VERSION"
 fi
 
-cargo build --release --bin scopefs
-scopefs=$repo/target/release/scopefs
+# The debug build, which scripts/test.sh has just made in CI: the tests check behaviour, not
+# speed, and a release build from scratch costs CI minutes.
+cargo build --bin scopefs
+scopefs=$repo/target/debug/scopefs
 
 # One run of pjdfstest in a view of write mode $1, checked against its list.
 run_mode() {
@@ -201,8 +204,12 @@ for pattern in "${!expected[@]}"; do
     for name in "${!result[@]}"; do
         # shellcheck disable=SC2053 # the pattern is a glob on purpose
         if [[ $name == $pattern && ${result[$name]} == ok ]]; then
-            stale+=("$name")
-            echo "  PASSED: $name, which $expected_file expects to fail ($pattern)"
+            if [[ ${expected[$pattern]} == sometimes:* ]]; then
+                echo "  note: $name passed this time; $expected_file says it fails only sometimes"
+            else
+                stale+=("$name")
+                echo "  PASSED: $name, which $expected_file expects to fail ($pattern)"
+            fi
         fi
     done
 done
