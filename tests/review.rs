@@ -50,7 +50,7 @@ impl Fx {
         let root = scopefs::sys::open_root(&self.src()).unwrap();
         for p in paths {
             let rel = RelPath::parse(p.as_bytes()).unwrap();
-            let st = scopefs::overlay::changes::stat_beneath(root.as_fd(), &rel).unwrap();
+            let st = scopefs::sys::tree::stat_beneath(root.as_fd(), &rel).unwrap();
             ov.record_origin(&rel, LowerState::of(st.as_ref())).unwrap();
         }
     }

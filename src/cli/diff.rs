@@ -184,7 +184,7 @@ impl Side {
         let err = |source| PatchError { side, source };
         Ok(match kind {
             Some(EntryKind::File) => {
-                let file = crate::overlay::open_file_beneath(root, path).map_err(err)?;
+                let file = sys::tree::open_file_beneath(root, path).map_err(err)?;
                 let size = sys::fstat(file.as_fd()).map_err(err)?.size;
                 Side::File(file, size)
             }

@@ -26,8 +26,10 @@ use crate::path::{Name, RelPath};
 use crate::sys::write as w;
 use crate::sys::{self, FileType, Open};
 
-use super::changes::{Change, EntryKind, Op, stat_beneath};
-use super::{LowerState, Overlay, UpperName, remove_tree_at, split, whiteout_name};
+use crate::sys::tree::{empty_dir, open_file_beneath, remove_tree_at, split, stat_beneath};
+
+use super::changes::{Change, EntryKind, Op};
+use super::{LowerState, Overlay, UpperName, whiteout_name};
 
 /// The changes at or beneath the `filters` (all when there are none), plus the changes that
 /// create a directory above them (a new file needs its new parent). Sorted by path. `Err`
@@ -314,7 +316,7 @@ impl Applier<'_> {
         path: &RelPath,
         up: &sys::Stat,
     ) -> io::Result<()> {
-        let mut src = super::open_file_beneath(self.overlay.upper(), path)?;
+        let mut src = open_file_beneath(self.overlay.upper(), path)?;
         let tmp = self.temp_name()?;
         let mut dst = w::create_file(dir, &tmp, 0o600).map(File::from)?;
         let result = (|| {
@@ -630,7 +632,7 @@ pub fn prune_origins(overlay: &Overlay) -> io::Result<()> {
 pub fn discard(overlay: &Overlay, lower: BorrowedFd<'_>, scopes: &[RelPath]) -> io::Result<()> {
     for scope in scopes {
         if scope.is_root() {
-            super::empty_dir(overlay.upper())?;
+            empty_dir(overlay.upper())?;
             continue;
         }
         let (parent, name) = split(scope)?;

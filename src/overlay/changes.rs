@@ -23,6 +23,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::path::{Name, RelPath};
 use crate::policy::{Kind, Matcher, Policy, RuleOrigin, Writability};
+use crate::sys::tree::stat_beneath;
 use crate::sys::{self, FileType, Open, Stat};
 
 use super::{Overlay, UpperName};
@@ -158,23 +159,6 @@ fn lower_err(path: &RelPath) -> impl FnOnce(io::Error) -> ListError {
         path,
         side: "SOURCE",
         source,
-    }
-}
-
-/// The `stat` of `path` beneath `root`, never following a symlink; `None` when nothing is there
-/// or a directory on the way is missing, not a directory, or a symlink.
-pub fn stat_beneath(root: BorrowedFd<'_>, path: &RelPath) -> io::Result<Option<Stat>> {
-    match sys::resolve(root, path, Open::Path) {
-        Ok(fd) => sys::fstat(fd.as_fd()).map(Some),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e),
     }
 }
 

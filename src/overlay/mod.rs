@@ -816,53 +816,6 @@ fn open_origins(dir: &Path, writable: bool) -> Result<Origins, OverlayError> {
     })
 }
 
-/// Opens the regular file at `path` beneath `root` for reading, never following a symlink and
-/// never opening anything but a regular file.
-pub fn open_file_beneath(root: BorrowedFd<'_>, path: &RelPath) -> io::Result<File> {
-    let (parent, name) = split(path)?;
-    let dir = sys::resolve(root, &parent, Open::Path)?;
-    sys::open_regular(dir.as_fd(), &RelPath::root().join(&name), false)
-}
-
-/// The parent and last component of a path other than the root.
-pub fn split(path: &RelPath) -> io::Result<(RelPath, Name)> {
-    let name = path
-        .file_name()
-        .and_then(|n| Name::new(n).ok())
-        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-    Ok((path.parent().unwrap_or_default(), name))
-}
-
-/// Empties a directory through descriptors (never following a symlink inside it).
-pub fn empty_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
-    let fd = sys::resolve(dir, &RelPath::root(), Open::Dir)?;
-    for entry in sys::read_dir(fd.as_fd())? {
-        let Ok(name) = Name::new(&entry.name) else {
-            continue;
-        };
-        remove_tree_at(fd.as_fd(), &name)?;
-    }
-    Ok(())
-}
-
-/// Removes `name` from `dir` and, for a directory, everything beneath it, through descriptors;
-/// a symlink is removed itself. Missing entries are not an error.
-pub fn remove_tree_at(dir: BorrowedFd<'_>, name: &Name) -> io::Result<()> {
-    let st = match sys::stat_at(dir, name) {
-        Ok(st) => st,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if st.kind == FileType::Dir {
-        let child = sys::open_child_dir(dir, name)?;
-        empty_dir(child.as_fd())?;
-    }
-    match w::unlink(dir, name, st.kind == FileType::Dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
-}
-
 impl Overlay {
     /// For `mount`: creates OVERLAY if missing (its parent must exist) with mode 0700, or checks
     /// it is a scopefs overlay (overlay.toml format 1) made for this canonical SOURCE (else a
@@ -940,7 +893,7 @@ impl Overlay {
         ensure_subdir(&dir, WORK, &private_dir())?;
         let upper = open_subdir(&dir, UPPER)?;
         let work = open_subdir(&dir, WORK)?;
-        empty_dir(work.as_fd()).map_err(io_err("empty", &dir.join(WORK)))?;
+        sys::tree::empty_dir(work.as_fd()).map_err(io_err("empty", &dir.join(WORK)))?;
         let origins = open_origins(&dir, true)?;
         Ok(Overlay {
             dir,

@@ -11,6 +11,7 @@ pub mod fusermount;
 pub mod mountinfo;
 pub mod ns;
 pub mod spawn;
+pub mod tree;
 pub mod write;
 
 use std::ffi::{CStr, CString, OsStr};

@@ -377,40 +377,6 @@ pub fn removexattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Copies all of `from` to `to` (both open files), with `copy_file_range` where the kernel can
-/// and plain reads and writes otherwise.
-pub fn copy_contents(from: &std::fs::File, to: &std::fs::File) -> io::Result<u64> {
-    let mut total = 0u64;
-    loop {
-        // SAFETY: null offsets use and advance the files' own positions; no memory is passed.
-        let n = unsafe {
-            libc::copy_file_range(
-                from.as_raw_fd(),
-                std::ptr::null_mut(),
-                to.as_raw_fd(),
-                std::ptr::null_mut(),
-                1 << 30,
-                0,
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            return match err.raw_os_error() {
-                Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
-                    let mut r = from;
-                    let mut w = to;
-                    Ok(total + io::copy(&mut r, &mut w)?)
-                }
-                _ => Err(err),
-            };
-        }
-        if n == 0 {
-            return Ok(total);
-        }
-        total += n as u64;
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -341,7 +341,8 @@ impl View {
                     sys::reopen_regular(self.scope.root(), path, located.fd.as_fd(), &st, false)
                         .map_err(FsError::resolving)?;
                 let dst = File::from(w::create_file(work, tmp, 0o600).map_err(io)?);
-                w::copy_contents(&src, &dst).map_err(io)?;
+                // `std::io::copy` copies between files with `copy_file_range` where it can.
+                std::io::copy(&mut &src, &mut &dst).map_err(io)?;
                 if let Ok(names) = sys::listxattr(src.as_fd()) {
                     for attr in names.split(|b| *b == 0).filter(|n| n.starts_with(b"user.")) {
                         if let Ok(value) = sys::getxattr(src.as_fd(), attr) {
