@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 use crate::error::CliError;
 use crate::path::{Name, RelPath};
@@ -243,41 +244,41 @@ impl LowerState {
     }
 }
 
+/// The bytes `origins` writes as they are: `[A-Za-z0-9._~/+-]`; every other byte, `%` included,
+/// is written `%XX`.
+const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/')
+    .remove(b'+')
+    .remove(b'-');
+
 fn is_plain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'/' | b'+' | b'-')
 }
 
 /// Percent-encodes every byte outside `[A-Za-z0-9._~/+-]`, `%` included, as `%XX`.
 pub fn percent_encode(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if is_plain(b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    percent_encoding::percent_encode(bytes, ESCAPED).to_string()
 }
 
 /// The inverse of [`percent_encode`]; `None` for a malformed escape or an unescaped byte that
-/// should have been escaped.
+/// should have been escaped (decoding alone would let both through).
 pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len());
     let mut bytes = text.bytes();
     while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hi = char::from(bytes.next()?).to_digit(16)?;
-            let lo = char::from(bytes.next()?).to_digit(16)?;
-            out.push(u8::try_from(hi * 16 + lo).ok()?);
-        } else if is_plain(b) {
-            out.push(b);
+        let well_formed = if b == b'%' {
+            bytes.next().is_some_and(|h| h.is_ascii_hexdigit())
+                && bytes.next().is_some_and(|l| l.is_ascii_hexdigit())
         } else {
+            is_plain(b)
+        };
+        if !well_formed {
             return None;
         }
     }
-    Some(out)
+    Some(percent_encoding::percent_decode_str(text).collect())
 }
 
 /// A path as written in `origins`: percent-encoded, the root as `.`.
@@ -494,35 +495,9 @@ fn config_text(source: &Path) -> String {
     }
     text.push_str(&format!(
         "created = {}\n",
-        quoted(&rfc3339(SystemTime::now()))
+        quoted(&humantime::format_rfc3339_seconds(SystemTime::now()).to_string())
     ));
     text
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` in UTC.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// What sort of entry `kind` is, for a message.
@@ -1111,6 +1086,21 @@ mod tests {
         let config = std::fs::read_to_string(f.overlay.join(CONFIG)).unwrap();
         assert!(config.starts_with("format = 1\nsource = "), "{config}");
         assert!(config.contains("created = \"20"), "{config}");
+        // RFC 3339 in UTC, to the second: `created = "YYYY-MM-DDTHH:MM:SSZ"`.
+        let created = config
+            .lines()
+            .find_map(|l| l.strip_prefix("created = "))
+            .unwrap();
+        let created = created.trim_matches('"');
+        assert_eq!(
+            (created.len(), created.get(10..11)),
+            (20, Some("T")),
+            "{created}"
+        );
+        assert!(created.ends_with('Z'), "{created}");
+        let when = humantime::parse_rfc3339(created).unwrap();
+        let age = SystemTime::now().duration_since(when).unwrap();
+        assert!(age < std::time::Duration::from_secs(600), "{created}");
         std::fs::write(f.overlay.join("work/junk"), b"x").unwrap();
         std::fs::create_dir(f.overlay.join("work/d")).unwrap();
         std::fs::write(f.overlay.join("work/d/y"), b"x").unwrap();
@@ -1334,6 +1324,18 @@ mod tests {
     fn percent_encoding_round_trips() {
         let all: Vec<u8> = (0u8..=255).collect();
         assert_eq!(percent_decode(&percent_encode(&all)).unwrap(), all);
+        for b in 0u8..=255 {
+            let plain = b.is_ascii_alphanumeric() || b"._~/+-".contains(&b);
+            let want = if plain {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            };
+            assert_eq!(percent_encode(&[b]), want, "byte {b:#04x}");
+        }
+        assert_eq!(percent_decode("%ff%0a"), Some(vec![0xff, b'\n']));
+        assert_eq!(percent_decode("%g0"), None);
+        assert_eq!(percent_decode("%"), None);
         assert_eq!(percent_encode(b"a b%\n\xff/c.rs"), "a%20b%25%0A%FF/c.rs");
         let weird = RelPath::parse(b"d\xffir/new\nline %20 .wh.x").unwrap();
         let enc = encode_path(&weird);
@@ -1423,12 +1425,5 @@ mod tests {
         assert_eq!(index.opaque, set(&["a/b"]));
         assert_eq!(index.bytes, 7);
         assert_eq!(index.files, 9);
-    }
-
-    #[test]
-    fn rfc3339_is_utc() {
-        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_709_251_199);
-        assert_eq!(rfc3339(t), "2024-02-29T23:59:59Z");
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
     }
 }
