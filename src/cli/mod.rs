@@ -20,6 +20,7 @@ pub mod discard;
 pub mod docs;
 pub mod explain;
 pub mod mount;
+mod review;
 pub mod run;
 pub mod umount;
 

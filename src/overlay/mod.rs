@@ -43,7 +43,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
-use crate::error::CliError;
 use crate::path::{Name, RelPath};
 use crate::sys::write as w;
 use crate::sys::{self, FileType, Open};
@@ -112,15 +111,6 @@ pub enum OverlayError {
         problem: String,
         fix: String,
     },
-}
-
-impl From<OverlayError> for CliError {
-    fn from(err: OverlayError) -> Self {
-        match err {
-            OverlayError::Io { .. } => CliError::runtime(err.to_string()),
-            _ => CliError::usage(err.to_string()),
-        }
-    }
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> OverlayError {
