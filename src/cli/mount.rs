@@ -23,10 +23,10 @@ use crate::audit::Audit;
 use crate::cli::PolicyArgs;
 use crate::error::{CliError, CliResult, ExitCode};
 use crate::fuse::{ScopeFs, Serving};
-use crate::overlay::Overlay;
+use crate::overlay::{Overlay, Upper, UpperLimits};
 use crate::policy::{Policy, WriteMode};
 use crate::sys::{self, mountinfo};
-use crate::view::{CacheMode, Upper, UpperLimits, View, Watches, Writes};
+use crate::view::{CacheMode, View, Watches, Writes};
 
 /// How long `mount` waits for the daemon to answer before giving up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -37,7 +37,9 @@ mod upper;
 
 pub use files::check_location;
 pub use origins::{LowerState, decode_path, encode_path, mtime_ns, percent_decode, percent_encode};
-pub use upper::{UpperIndex, UpperName, whiteout_name};
+pub use upper::{
+    Upper, UpperIndex, UpperLimits, UpperName, is_reserved, whiteout_for, whiteout_name,
+};
 
 use std::fs::{DirBuilder, File};
 use std::io;

@@ -9,7 +9,6 @@ mod error;
 mod inodes;
 mod naming;
 mod scope;
-mod upper;
 mod watch;
 mod write;
 
@@ -27,11 +26,11 @@ use parking_lot::{Mutex, RwLock};
 pub use error::{FsError, FsResult};
 pub use inodes::ROOT;
 pub use scope::{Found, HiddenReason, Judged, Scope, Verdict};
-pub use upper::{Upper, UpperLimits};
 pub use watch::Watches;
 pub use write::{Caller, SetAttr};
 
 use crate::audit::Audit;
+use crate::overlay::Upper;
 use crate::path::{Name, RelPath};
 use crate::policy::{HardlinkMode, Matcher, WriteMode};
 use crate::sys::{self, FileType, FsStat, Open, Stat};
@@ -798,7 +797,7 @@ impl View {
                 let Ok(name) = Name::new(&entry.name) else {
                     continue;
                 };
-                if upper::is_reserved(&name) {
+                if crate::overlay::is_reserved(&name) {
                     continue;
                 }
                 let child = path.join(&name);

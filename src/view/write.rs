@@ -12,9 +12,8 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
-use super::upper::{self, Upper};
 use super::{Entry, FsError, FsResult, Handle, Layer, Located, View, Writes};
-use crate::overlay::LowerState;
+use crate::overlay::{self, LowerState, Upper};
 use crate::path::{Name, RelPath};
 use crate::policy::{Decision, Kind, Writability};
 use crate::sys::write::{self as w, SetTime};
@@ -179,7 +178,7 @@ impl View {
     fn new_entry(&self, parent: u64, name: &Name, kind: Kind) -> FsResult<(RelPath, RelPath)> {
         let dir = self.path(parent)?;
         self.ensure_writes(&dir.join(name))?;
-        if upper::is_reserved(name) {
+        if overlay::is_reserved(name) {
             return Err(self.refuse(
                 &dir.join(name),
                 FsError::Invalid,
@@ -396,7 +395,7 @@ impl View {
     fn finish_new(&self, dir: BorrowedFd<'_>, name: &Name, path: &RelPath) -> FsResult<()> {
         if let Some(upper) = self.upper() {
             if upper.whited_out(path) {
-                let wh = upper::whiteout_name(name)?;
+                let wh = overlay::whiteout_for(name)?;
                 w::unlink(dir, &wh, false).map_err(io)?;
             }
             upper.note_created(path, 0);
@@ -612,7 +611,7 @@ impl View {
             let Ok(child) = Name::new(&entry.name) else {
                 continue;
             };
-            if !upper::is_reserved(&child) {
+            if !overlay::is_reserved(&child) {
                 return Err(FsError::NotEmpty);
             }
             w::unlink(inner.as_fd(), &child, false).map_err(io)?;
@@ -656,7 +655,7 @@ impl View {
                 let lower = self.lower_present(upper, &path);
                 let whiteout = if lower {
                     upper.reserve_files(1)?;
-                    Some(upper::whiteout_name(name)?)
+                    Some(overlay::whiteout_for(name)?)
                 } else {
                     None
                 };
@@ -705,7 +704,7 @@ impl View {
         {
             return Err(FsError::Invalid);
         }
-        if upper::is_reserved(name) || upper::is_reserved(new_name) {
+        if overlay::is_reserved(name) || overlay::is_reserved(new_name) {
             return Err(FsError::Invalid);
         }
         let exchange = flags & w::RENAME_EXCHANGE != 0;
@@ -806,7 +805,7 @@ impl View {
         // left at the old name must fit in a name, and in the file limit.
         let whiteout = if from_lower && !exchange {
             upper.reserve_files(1)?;
-            Some(upper::whiteout_name(name)?)
+            Some(overlay::whiteout_for(name)?)
         } else {
             None
         };
@@ -842,7 +841,7 @@ impl View {
             drop(w::create_file(moved.as_fd(), &marker, 0).map_err(io)?);
         }
         if upper.whited_out(to) {
-            let wh = upper::whiteout_name(new_name)?;
+            let wh = overlay::whiteout_for(new_name)?;
             w::unlink(to_fd.as_fd(), &wh, false).map_err(io)?;
         }
         if let Some(wh) = &whiteout {
