@@ -18,3 +18,4 @@ pub mod policy;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod view;
+pub mod write;

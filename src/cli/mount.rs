@@ -27,6 +27,7 @@ use crate::overlay::{Overlay, Upper, UpperLimits};
 use crate::policy::{Policy, WriteMode};
 use crate::sys::{self, mountinfo};
 use crate::view::{CacheMode, View, Watches, Writes};
+use crate::write::Direct;
 
 /// How long `mount` waits for the daemon to answer before giving up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -533,7 +534,7 @@ pub fn reload(view: &View, notifier: &Notifier, args: &PolicyArgs, write_mode: W
 fn open_writes(prepared: &Prepared) -> CliResult<Writes> {
     Ok(match prepared.policy.write_mode() {
         WriteMode::Deny => Writes::Deny,
-        WriteMode::Direct => Writes::Direct,
+        WriteMode::Direct => Writes::Layer(Box::new(Direct)),
         WriteMode::Overlay => {
             let Some(dir) = prepared.policy.overlay_dir() else {
                 return Err(CliError::usage("no overlay directory: pass --overlay DIR"));
@@ -545,7 +546,7 @@ fn open_writes(prepared: &Prepared) -> CliResult<Writes> {
                 bytes: limits.overlay_bytes,
                 files: limits.overlay_files,
             };
-            Writes::Overlay(Box::new(Upper::new(overlay, limits).map_err(|e| {
+            Writes::Layer(Box::new(Upper::new(overlay, limits).map_err(|e| {
                 CliError::runtime(format!("cannot read the overlay {}: {e}", dir.display()))
             })?))
         }

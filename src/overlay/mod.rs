@@ -25,13 +25,17 @@
 //! - The overlay's own files are opened without following a symlink and only once they are
 //!   seen to be regular files, so a FIFO or a device in their place is an error, never a hang.
 //!
-//! This module owns the directory's layout, its lock and the provenance records. It reads
-//! `upper/` only through descriptors, never following a symlink, because everything in it was
-//! written by the agent (THREATS R11). It never touches SOURCE.
+//! This module owns the directory's layout, its lock and the provenance records; the overlay
+//! write layer ([`Upper`]: copy-up, whiteouts, opaque directories, the index of `upper/` and
+//! the limits); and the review of its changes ([`changes`], [`apply`]). It reads `upper/` only
+//! through descriptors, never following a symlink, because everything in it was written by the
+//! agent (THREATS R11). It writes SOURCE only when `apply` is asked to.
 
 pub mod apply;
 pub mod changes;
+mod copy_up;
 mod files;
+mod layer;
 mod origins;
 mod upper;
 

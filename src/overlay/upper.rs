@@ -135,7 +135,7 @@ pub struct Upper {
     overlay: Overlay,
     index: RwLock<UpperIndex>,
     /// Held across every namespace change of the upper layer.
-    pub ns: Mutex<()>,
+    pub(super) ns: Mutex<()>,
     limits: UpperLimits,
     bytes: AtomicU64,
     files: AtomicU64,

@@ -30,10 +30,10 @@ pub use watch::Watches;
 pub use write::{Caller, SetAttr};
 
 use crate::audit::Audit;
-use crate::overlay::Upper;
 use crate::path::{Name, RelPath};
 use crate::policy::{HardlinkMode, Matcher, WriteMode};
 use crate::sys::{self, FileType, FsStat, Open, Stat};
+use crate::write::WriteLayer;
 use inodes::{FileKey, Inodes};
 
 /// An entry as the kernel is given it: the node id and its (sanitised) attributes.
@@ -116,14 +116,12 @@ type Version = (
     u64,
 );
 
-/// Where writes go.
+/// Where writes go (SPEC §3).
 pub enum Writes {
-    /// Read-only view.
+    /// A read-only view: every change is refused.
     Deny,
-    /// Writes go to SOURCE, on writable paths only.
-    Direct,
-    /// Writes go to the overlay's upper layer.
-    Overlay(Box<Upper>),
+    /// Changes are made by this write layer ([`crate::write`]).
+    Layer(Box<dyn WriteLayer>),
 }
 
 /// Which layer an entry of the view comes from.
@@ -131,7 +129,7 @@ pub enum Writes {
 pub enum Layer {
     /// SOURCE.
     Lower,
-    /// The overlay's `upper/`.
+    /// The write layer's own tree (the overlay's `upper/`).
     Upper,
 }
 
@@ -143,11 +141,11 @@ pub struct Located {
 }
 
 /// An open file: the descriptor, the node it was opened on, whether writes through it count
-/// against the overlay, and for writable files the view path it was opened at.
+/// against the write layer's limits, and for writable files the view path it was opened at.
 pub(crate) struct Handle {
     file: File,
     node: u64,
-    upper: bool,
+    counted: bool,
     path: Option<RelPath>,
 }
 
@@ -356,14 +354,9 @@ impl View {
     /// change) and the overlay's `upper/` and `work/`.
     pub fn confinement(&self) -> crate::confine::Confinement<'_> {
         let mut rules = crate::confine::Confinement::default();
-        match &self.writes {
-            Writes::Deny => rules.read.push(self.scope.root()),
-            Writes::Direct => rules.write.push(self.scope.root()),
-            Writes::Overlay(upper) => {
-                rules.read.push(self.scope.root());
-                rules.write.push(upper.overlay().upper());
-                rules.write.push(upper.overlay().work());
-            }
+        match self.layer() {
+            None => rules.read.push(self.scope.root()),
+            Some(layer) => layer.confine(self.scope.root(), &mut rules),
         }
         rules
     }
@@ -402,17 +395,14 @@ impl View {
 
     /// The write mode in force.
     pub fn write_mode(&self) -> WriteMode {
-        match self.writes {
-            Writes::Deny => WriteMode::Deny,
-            Writes::Direct => WriteMode::Direct,
-            Writes::Overlay(_) => WriteMode::Overlay,
-        }
+        self.layer().map_or(WriteMode::Deny, |layer| layer.mode())
     }
 
-    fn upper(&self) -> Option<&Upper> {
+    /// The layer that makes changes; none in a read-only view.
+    fn layer(&self) -> Option<&dyn WriteLayer> {
         match &self.writes {
-            Writes::Overlay(upper) => Some(upper),
-            Writes::Deny | Writes::Direct => None,
+            Writes::Deny => None,
+            Writes::Layer(layer) => Some(layer.as_ref()),
         }
     }
 
@@ -439,11 +429,9 @@ impl View {
     /// Finds the visible entry at `path`: in `upper/` if the overlay has it, else in SOURCE
     /// unless the overlay deleted or shadowed it. Hidden or gone is `NotFound`.
     pub fn locate(&self, path: &RelPath) -> FsResult<Located> {
-        if let Some(upper) = self.upper() {
-            if upper.contains(path) {
-                let fd = upper
-                    .resolve(path, Open::Path)
-                    .map_err(FsError::resolving)?;
+        if let Some(layer) = self.layer() {
+            if let (true, Some(root)) = (layer.holds(path), layer.own_root()) {
+                let fd = sys::resolve(root, path, Open::Path).map_err(FsError::resolving)?;
                 let stat = sys::fstat(fd.as_fd())?;
                 if !self
                     .scope
@@ -457,7 +445,7 @@ impl View {
                     stat,
                 });
             }
-            if upper.hides_lower(path) {
+            if layer.hides_lower(path) {
                 return Err(FsError::NotFound);
             }
         }
@@ -505,8 +493,8 @@ impl View {
 
     /// The root descriptor of `layer`.
     fn layer_root(&self, layer: Layer) -> std::os::fd::BorrowedFd<'_> {
-        match (layer, self.upper()) {
-            (Layer::Upper, Some(upper)) => upper.root(),
+        match (layer, self.layer().and_then(|l| l.own_root())) {
+            (Layer::Upper, Some(root)) => root,
             _ => self.scope.root(),
         }
     }
@@ -595,10 +583,7 @@ impl View {
     /// could probe the same name again and again and time the daemon's answers, which differ a
     /// little between a name that is hidden and one that is missing.
     pub fn absence_cacheable(&self, parent: u64, name: &Name) -> Option<Absence> {
-        if !matches!(self.writes, Writes::Deny)
-            || self.audit.is_some()
-            || self.cache == CacheMode::Never
-        {
+        if self.layer().is_some() || self.audit.is_some() || self.cache == CacheMode::Never {
             return None;
         }
         let mut negatives = self.negatives.lock();
@@ -688,7 +673,7 @@ impl View {
             let fh = self.add_handle(Handle {
                 file,
                 node: ino,
-                upper: located.layer == Layer::Upper,
+                counted: located.layer == Layer::Upper,
                 path: None,
             });
             let file = Some((located.stat.dev, located.stat.ino));
@@ -778,11 +763,12 @@ impl View {
         self.inodes.write().retire(ino);
     }
 
-    /// The visible entries of the directory at `path`, merged across layers: `upper/` first,
-    /// then SOURCE's entries that the overlay neither replaced, deleted nor shadowed.
+    /// The visible entries of the directory at `path`, merged across layers: the write layer's
+    /// own first (`upper/`), then SOURCE's entries that the layer neither replaced, deleted nor
+    /// shadowed.
     fn list(&self, path: &RelPath, located: &Located) -> FsResult<Vec<DirItem>> {
         let item = |name, attr, layer| DirItem { name, attr, layer };
-        let Some(upper) = self.upper() else {
+        let Some(layer) = self.layer().filter(|l| l.own_root().is_some()) else {
             let lower = self.scope.list(path).map_err(FsError::resolving)?;
             return Ok(lower
                 .into_iter()
@@ -792,29 +778,21 @@ impl View {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         if located.layer == Layer::Upper || path.is_root() {
-            let dir = upper.resolve(path, Open::Dir).map_err(FsError::resolving)?;
-            for entry in sys::read_dir(dir.as_fd())? {
-                let Ok(name) = Name::new(&entry.name) else {
-                    continue;
-                };
-                if crate::overlay::is_reserved(&name) {
-                    continue;
-                }
-                let child = path.join(&name);
-                let Ok(st) = sys::stat_at(dir.as_fd(), &name) else {
-                    continue;
-                };
-                if self
-                    .scope
-                    .admits_created(&child, &st, || sys::readlink_child(dir.as_fd(), &name))
-                {
-                    seen.insert(name.clone());
-                    out.push(item(name, st, Layer::Upper));
+            if let Some(own) = layer.list_own(path)? {
+                let dir = own.fd;
+                for (name, st) in own.entries {
+                    let child = path.join(&name);
+                    if self
+                        .scope
+                        .admits_created(&child, &st, || sys::readlink_child(dir.as_fd(), &name))
+                    {
+                        seen.insert(name.clone());
+                        out.push(item(name, st, Layer::Upper));
+                    }
                 }
             }
         }
-        let merged = !upper.hides_lower(path) && !upper.is_opaque(path);
-        if merged {
+        if layer.merges_lower(path) {
             let lower = match self.scope.list(path) {
                 Ok(lower) => lower,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
@@ -823,7 +801,7 @@ impl View {
                 Err(e) => return Err(FsError::resolving(e)),
             };
             for (name, st) in lower {
-                if !seen.contains(&name) && !upper.whited_out(&path.join(&name)) {
+                if !seen.contains(&name) && !layer.deleted(&path.join(&name)) {
                     out.push(item(name, st, Layer::Lower));
                 }
             }
