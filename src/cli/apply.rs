@@ -8,18 +8,17 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use clap::Args;
 
 use crate::error::{CliError, CliResult, ExitCode};
 use crate::overlay::Overlay;
-use crate::overlay::apply::{self as ops, Conflict};
-use crate::overlay::changes::{self, Change};
+use crate::overlay::changes;
+use crate::overlay::review::{ApplyError, Conflict, PlanError, Refusal, Review};
 use crate::path::RelPath;
 
-use super::diff::{line, open_source};
+use super::diff::line;
 
 /// Above this many changes, `apply` shows a progress bar (on a terminal).
 const PROGRESS_THRESHOLD: usize = 100;
@@ -54,14 +53,33 @@ pub fn parse_paths(paths: &[OsString]) -> CliResult<Vec<RelPath>> {
         .collect()
 }
 
-/// The changes a command works on: all, or those the PATHs select (each must select one).
-pub fn selected(list: &[Change], filters: &[RelPath]) -> CliResult<Vec<Change>> {
-    ops::select(list, filters).map_err(|path| {
-        CliError::usage(format!(
+/// How a plan that could not be made reads: a PATH without a change is a usage error.
+pub fn plan_error(err: PlanError) -> CliError {
+    match err {
+        PlanError::Unchanged(path) => CliError::usage(format!(
             "PATH {} has no change in the overlay; run `scopefs diff` to see the changed paths",
             changes::quote(&path)
-        ))
-    })
+        )),
+        PlanError::List(e) => CliError::runtime(e.to_string()),
+        PlanError::Compare(e) => {
+            CliError::runtime(format!("cannot compare the overlay with SOURCE: {e}"))
+        }
+    }
+}
+
+/// How a refused plan reads, its problems or conflicts having been listed.
+fn refusal(refused: Refusal) -> CliError {
+    match refused {
+        Refusal::Unsafe(n) => CliError::runtime(format!(
+            "apply refused: {n} change(s) cannot be applied safely (listed above); nothing was applied"
+        )),
+        Refusal::Conflicts(n) => CliError {
+            code: ExitCode::Conflict,
+            message: format!(
+                "apply refused: {n} conflict(s) (listed above); nothing was applied. Review them with `scopefs diff`, then discard those paths or rerun with --force to overwrite SOURCE"
+            ),
+        },
+    }
 }
 
 impl ApplyCmd {
@@ -70,52 +88,31 @@ impl ApplyCmd {
         let overlay = Overlay::open_for_review(&self.overlay, true)?;
         // What others could have written into the overlay is not what the view wrote.
         overlay.check_private()?;
-        let lower = open_source(&overlay)?;
-        let list =
-            changes::list(&overlay, lower.as_fd()).map_err(|e| CliError::runtime(e.to_string()))?;
-        let chosen = selected(&list, &filters)?;
-        if chosen.is_empty() {
+        let review = Review::new(overlay)?;
+        let plan = review.plan(&filters).map_err(plan_error)?;
+        if plan.changes.is_empty() {
             eprintln!("scopefs: the overlay holds no changes; nothing to apply");
             return Ok(());
         }
-        let problems = ops::preflight(lower.as_fd(), &chosen);
-        if !problems.is_empty() {
-            for p in &problems {
-                eprintln!("error: {p}");
-            }
-            return Err(CliError::runtime(format!(
-                "apply refused: {} change(s) cannot be applied safely (listed above); nothing was applied",
-                problems.len()
-            )));
+        for p in &plan.problems {
+            eprintln!("error: {p}");
         }
-        let conflicts = ops::conflicts(&overlay, lower.as_fd(), &chosen).map_err(|e| {
-            CliError::runtime(format!("cannot compare the overlay with SOURCE: {e}"))
-        })?;
-        if !conflicts.is_empty() {
-            report_conflicts(&conflicts, self.force);
-            if !self.force {
-                return Err(CliError {
-                    code: ExitCode::Conflict,
-                    message: format!(
-                        "apply refused: {} conflict(s) (listed above); nothing was applied. Review them with `scopefs diff`, then discard those paths or rerun with --force to overwrite SOURCE",
-                        conflicts.len()
-                    ),
-                });
-            }
-        }
+        report_conflicts(&plan.conflicts, self.force);
+        plan.check(self.force).map_err(refusal)?;
         if self.dry_run {
-            for change in &chosen {
+            for change in &plan.changes {
                 println!("{}", line(change));
             }
             eprintln!(
                 "scopefs: dry run: {} change(s) would be applied; nothing was changed",
-                chosen.len()
+                plan.changes.len()
             );
             return Ok(());
         }
-        let bar = (chosen.len() > PROGRESS_THRESHOLD && std::io::stderr().is_terminal())
-            .then(|| indicatif::ProgressBar::new(chosen.len() as u64));
-        let outcome = ops::apply(&overlay, lower.as_fd(), &chosen, |change, error| {
+        let total = plan.changes.len();
+        let bar = (total > PROGRESS_THRESHOLD && std::io::stderr().is_terminal())
+            .then(|| indicatif::ProgressBar::new(total as u64));
+        let applied = review.apply(&plan, self.force, |change, error| {
             if let Some(bar) = &bar {
                 bar.inc(1);
             }
@@ -132,22 +129,12 @@ impl ApplyCmd {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        let scopes = if filters.is_empty() {
-            vec![RelPath::root()]
-        } else {
-            filters
-        };
-        for scope in &scopes {
-            ops::tidy(&overlay, lower.as_fd(), scope).map_err(|e| {
-                CliError::runtime(format!(
-                    "applied, but cannot remove the applied entries from the overlay: {e}; run `scopefs diff` to see what is left"
-                ))
-            })?;
-        }
-        ops::prune_origins(&overlay).map_err(|e| {
-            CliError::runtime(format!(
-                "applied, but cannot rewrite the overlay's origins file: {e}"
-            ))
+        let outcome = applied.map_err(|e| match e {
+            ApplyError::Refused(refused) => refusal(refused),
+            ApplyError::Tidy(_) => {
+                CliError::runtime(format!("{e}; run `scopefs diff` to see what is left"))
+            }
+            ApplyError::Origins(_) => CliError::runtime(e.to_string()),
         })?;
         if !outcome.failed.is_empty() {
             return Err(CliError::runtime(format!(

@@ -19,8 +19,9 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::error::{CliError, CliResult};
-use crate::overlay::Overlay;
 use crate::overlay::changes::{self, Change, EntryKind, Op, quote};
+use crate::overlay::review::Review;
+use crate::overlay::{Overlay, OverlayError};
 use crate::path::RelPath;
 use crate::sys::{self, Open};
 
@@ -38,11 +39,11 @@ pub struct DiffCmd {
 
 /// Opens SOURCE as recorded in the overlay, refusing if it is gone.
 pub fn open_source(overlay: &Overlay) -> CliResult<std::os::fd::OwnedFd> {
-    sys::open_root(overlay.source()).map_err(|e| {
-        CliError::usage(format!(
-            "the overlay's SOURCE {} cannot be opened: {e}; it was moved or deleted, so restore it (or discard the overlay)",
-            overlay.source().display()
-        ))
+    sys::open_root(overlay.source()).map_err(|err| {
+        CliError::from(OverlayError::SourceGone {
+            source_dir: overlay.source().to_path_buf(),
+            err,
+        })
     })
 }
 
@@ -57,17 +58,17 @@ pub fn line(change: &Change) -> String {
 
 impl DiffCmd {
     pub fn run(self) -> CliResult {
-        let overlay = Overlay::open_for_review(&self.overlay, false)?;
-        let lower = open_source(&overlay)?;
-        let list =
-            changes::list(&overlay, lower.as_fd()).map_err(|e| CliError::runtime(e.to_string()))?;
+        let review = Review::new(Overlay::open_for_review(&self.overlay, false)?)?;
+        let list = review
+            .changes()
+            .map_err(|e| CliError::runtime(e.to_string()))?;
         // Each change is printed as soon as it is made, so memory holds one patch at a time.
         let mut out = std::io::stdout().lock();
         let mut failed = 0usize;
         let mut patch_of = |c: &Change| -> Option<Result<String, String>> {
             let made = self
                 .patch
-                .then(|| patch(&overlay, lower.as_fd(), c).map_err(|e| e.to_string()));
+                .then(|| patch(&review, c).map_err(|e| e.to_string()));
             if let Some(Err(e)) = &made {
                 failed += 1;
                 eprintln!("scopefs: no patch for {}: {e}", quote(&c.path));
@@ -258,7 +259,7 @@ fn is_binary(head: &[u8]) -> bool {
 
 /// The unified diff of one change (empty for directories and unchanged content): a note for a
 /// binary file or one too large for a text patch, never the whole of such a file in memory.
-fn patch(overlay: &Overlay, lower: BorrowedFd<'_>, change: &Change) -> Result<String, PatchError> {
+fn patch(review: &Review, change: &Change) -> Result<String, PatchError> {
     let name = String::from_utf8_lossy(change.path.as_bytes()).into_owned();
     let (old_kind, new_kind) = match change.op {
         Op::Add => (None, Some(change.kind)),
@@ -272,8 +273,13 @@ fn patch(overlay: &Overlay, lower: BorrowedFd<'_>, change: &Change) -> Result<St
     {
         out.push_str(&format!("old mode {old:o}\nnew mode {new:o}\n"));
     }
-    let old = Side::open(lower, &change.path, old_kind, "SOURCE")?;
-    let new = Side::open(overlay.upper(), &change.path, new_kind, "the overlay")?;
+    let old = Side::open(review.source(), &change.path, old_kind, "SOURCE")?;
+    let new = Side::open(
+        review.overlay().upper(),
+        &change.path,
+        new_kind,
+        "the overlay",
+    )?;
     let in_source = |source| PatchError {
         side: "SOURCE",
         source,

@@ -1,4 +1,5 @@
-//! Carrying reviewed changes into SOURCE (`apply`) or dropping them (`discard`), SPEC §4.
+//! Carrying reviewed changes into SOURCE (`apply`) or dropping them (`discard`), SPEC §4: the
+//! work of a [`super::review::Plan`], once the plan allows it.
 //!
 //! Everything in upper/ is untrusted output (THREATS R11), and SOURCE is reached only through
 //! descriptors: every directory of SOURCE is opened with `openat2(RESOLVE_BENEATH |
@@ -7,16 +8,10 @@
 //! destination directory (`O_EXCL`), fsync'd with its mode (setuid/setgid dropped) and mtime,
 //! and renamed over the target; a crash leaves the old file or the new one.
 //!
-//! Conflicts: a change may go ahead only if SOURCE at its path is still as the overlay first
-//! saw it (its `origins` record); a new entry needs nothing there. A deletion of a directory
-//! also needs a matching record for every entry beneath it in SOURCE, so entries the view never
-//! showed (hidden ones, or ones added to SOURCE later) are never deleted without `--force`.
-//!
 //! After applying (or discarding), everything in upper/ that no longer changes the view is
 //! removed, and `origins` keeps only records of what is left.
 
-use std::collections::{BTreeMap, HashSet};
-use std::fmt;
+use std::collections::HashSet;
 use std::fs::{File, FileTimes, Permissions};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -29,213 +24,7 @@ use crate::sys::{self, FileType, Open};
 use crate::sys::tree::{empty_dir, open_file_beneath, remove_tree_at, split, stat_beneath};
 
 use super::changes::{Change, EntryKind, Op};
-use super::{LowerState, Overlay, UpperName, whiteout_name};
-
-/// The changes at or beneath the `filters` (all when there are none), plus the changes that
-/// create a directory above them (a new file needs its new parent). Sorted by path. `Err`
-/// names a filter with no change at or beneath it.
-pub fn select(changes: &[Change], filters: &[RelPath]) -> Result<Vec<Change>, RelPath> {
-    if filters.is_empty() {
-        return Ok(changes.to_vec());
-    }
-    let mut chosen: BTreeMap<RelPath, Change> = BTreeMap::new();
-    for filter in filters {
-        let mut any = false;
-        for change in changes.iter().filter(|c| c.path.starts_with(filter)) {
-            chosen.insert(change.path.clone(), change.clone());
-            any = true;
-        }
-        if !any {
-            return Err(filter.clone());
-        }
-    }
-    let creates_dir: BTreeMap<&RelPath, &Change> = changes
-        .iter()
-        .filter(|c| matches!(c.op, Op::Add | Op::TypeChange) && c.kind == EntryKind::Dir)
-        .map(|c| (&c.path, c))
-        .collect();
-    let mut extra = Vec::new();
-    for path in chosen.keys() {
-        let mut parent = path.parent();
-        while let Some(p) = parent {
-            if let Some(change) = creates_dir.get(&p) {
-                extra.push((*change).clone());
-            }
-            parent = p.parent();
-        }
-    }
-    for change in extra {
-        chosen.entry(change.path.clone()).or_insert(change);
-    }
-    Ok(chosen.into_values().collect())
-}
-
-/// Why a change may not go ahead without `--force`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConflictReason {
-    /// SOURCE is no longer as recorded when the overlay first touched the path.
-    Changed,
-    /// The overlay has no record of SOURCE at the path, so a change there cannot be ruled out.
-    NotRecorded,
-}
-
-/// A change, or an entry of SOURCE a change would delete, whose SOURCE side may have moved on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conflict {
-    pub path: RelPath,
-    pub reason: ConflictReason,
-}
-
-impl fmt::Display for Conflict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = super::changes::quote(&self.path);
-        match self.reason {
-            ConflictReason::Changed => {
-                write!(
-                    f,
-                    "conflict: {path}: SOURCE changed since the overlay copied it"
-                )
-            }
-            ConflictReason::NotRecorded => write!(
-                f,
-                "conflict: {path}: the overlay has no record of it in SOURCE, so a change there cannot be ruled out"
-            ),
-        }
-    }
-}
-
-fn lower_state(lower: BorrowedFd<'_>, path: &RelPath) -> io::Result<LowerState> {
-    Ok(LowerState::of(stat_beneath(lower, path)?.as_ref()))
-}
-
-/// The conflicts of the `selected` changes with SOURCE as it is now.
-pub fn conflicts(
-    overlay: &Overlay,
-    lower: BorrowedFd<'_>,
-    selected: &[Change],
-) -> io::Result<Vec<Conflict>> {
-    let mut out = Vec::new();
-    for change in selected {
-        let current = lower_state(lower, &change.path)?;
-        let ok = match (overlay.origin(&change.path), change.op) {
-            (Some(recorded), _) => recorded == current,
-            (None, Op::Add) => current == LowerState::Absent,
-            (None, _) => {
-                out.push(Conflict {
-                    path: change.path.clone(),
-                    reason: ConflictReason::NotRecorded,
-                });
-                continue;
-            }
-        };
-        if !ok {
-            out.push(Conflict {
-                path: change.path.clone(),
-                reason: ConflictReason::Changed,
-            });
-            continue;
-        }
-        // A deletion, or a type change away from a directory, removes SOURCE's whole subtree.
-        let removes_dir =
-            matches!(change.op, Op::Delete | Op::TypeChange) && current == LowerState::Dir;
-        if removes_dir {
-            check_beneath(overlay, lower, &change.path, &mut out)?;
-        }
-    }
-    Ok(out)
-}
-
-/// Every entry beneath the SOURCE directory `dir` needs a record that still matches.
-fn check_beneath(
-    overlay: &Overlay,
-    lower: BorrowedFd<'_>,
-    dir: &RelPath,
-    out: &mut Vec<Conflict>,
-) -> io::Result<()> {
-    let mut stack = vec![dir.clone()];
-    while let Some(dir) = stack.pop() {
-        let fd = sys::resolve(lower, &dir, Open::Dir)?;
-        for entry in sys::read_dir(fd.as_fd())? {
-            let Ok(name) = Name::new(&entry.name) else {
-                continue;
-            };
-            let path = dir.join(&name);
-            let st = match sys::stat_at(fd.as_fd(), &name) {
-                Ok(st) => st,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let current = LowerState::of(Some(&st));
-            match overlay.origin(&path) {
-                Some(recorded) if recorded == current => {}
-                Some(_) => out.push(Conflict {
-                    path: path.clone(),
-                    reason: ConflictReason::Changed,
-                }),
-                None => out.push(Conflict {
-                    path: path.clone(),
-                    reason: ConflictReason::NotRecorded,
-                }),
-            }
-            if st.kind == FileType::Dir {
-                stack.push(path);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A change that cannot be carried out safely, found before anything is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unsafe {
-    pub path: RelPath,
-    pub problem: String,
-}
-
-impl fmt::Display for Unsafe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", super::changes::quote(&self.path), self.problem)
-    }
-}
-
-/// Changes that cannot be applied: a directory of SOURCE on the way is a symlink (never
-/// followed), or the overlay holds a type apply does not copy (FIFOs, sockets, devices).
-pub fn preflight(lower: BorrowedFd<'_>, selected: &[Change]) -> Vec<Unsafe> {
-    let mut out = Vec::new();
-    for change in selected {
-        let link = change.path.ancestors().find_map(|a| {
-            let a = RelPath::parse(a).ok()?;
-            match stat_beneath(lower, &a) {
-                Ok(Some(st)) if st.kind == FileType::Symlink => Some(a),
-                _ => None,
-            }
-        });
-        if let Some(parent) = link {
-            out.push(Unsafe {
-                path: change.path.clone(),
-                problem: format!(
-                    "a directory on the way ({parent}) is a symlink in SOURCE, and apply never follows symlinks in SOURCE; replace the symlink with a directory, or discard the change"
-                ),
-            });
-            continue;
-        }
-        if change.op != Op::Delete
-            && !matches!(
-                change.kind,
-                EntryKind::File | EntryKind::Dir | EntryKind::Symlink
-            )
-        {
-            out.push(Unsafe {
-                path: change.path.clone(),
-                problem: format!(
-                    "it is a {} in the overlay, and apply copies only files, directories and symlinks; discard it",
-                    change.kind.name()
-                ),
-            });
-        }
-    }
-    out
-}
+use super::{Overlay, UpperName, whiteout_name};
 
 /// What became of each change `apply` tried.
 #[derive(Debug, Default)]

@@ -37,6 +37,7 @@ mod copy_up;
 mod files;
 mod layer;
 mod origins;
+pub mod review;
 mod upper;
 
 pub use files::check_location;
@@ -124,6 +125,8 @@ pub enum OverlayError {
         problem: String,
         fix: String,
     },
+    #[error("the overlay's SOURCE {} cannot be opened: {err}; it was moved or deleted, so restore it (or discard the overlay)", source_dir.display())]
+    SourceGone { source_dir: PathBuf, err: io::Error },
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> OverlayError {
