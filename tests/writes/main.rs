@@ -12,6 +12,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../view/harness.rs"]
+mod harness;
 
 mod crash;
 mod direct;
