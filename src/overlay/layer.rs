@@ -278,7 +278,11 @@ impl WriteLayer for Upper {
             }
         }
         w::rename(from_fd.as_fd(), from.name, to_fd.as_fd(), to.name, 0).map_err(io)?;
-        if src_dir && to_lower && !self.is_opaque(from.path) {
+        // A directory moved where SOURCE has something must hide it, as one made there does
+        // (mkdir): SOURCE's entry may be deleted now, but its whiteout goes below, and what
+        // it held would show through the moved directory.
+        let shadows = src_dir && self.lower_state(scope, to.path) != LowerState::Absent;
+        if shadows && !self.is_opaque(from.path) {
             let moved = sys::open_child_dir(to_fd.as_fd(), to.name).map_err(io)?;
             mark_opaque(moved.as_fd())?;
         }
@@ -290,7 +294,7 @@ impl WriteLayer for Upper {
             drop(w::create_file(from_fd.as_fd(), wh, 0).map_err(io)?);
         }
         self.note_renamed(from.path, to.path, from_lower);
-        if src_dir && to_lower {
+        if shadows {
             self.note_opaque(to.path);
         }
         Ok(())
