@@ -5,7 +5,7 @@
 use std::fs;
 
 use scopefs::overlay::changes::Op;
-use scopefs::overlay::review::{ApplyError, ConflictReason, Refusal, Review};
+use scopefs::overlay::review::{ApplyError, ConflictReason, Plan, Refusal, Review};
 use scopefs::overlay::{Overlay, OverlayError};
 use scopefs::path::RelPath;
 
@@ -27,6 +27,13 @@ fn listed(review: &Review) -> Vec<String> {
     let changes = review.changes().unwrap();
     let line = |c: &scopefs::overlay::changes::Change| format!("{} {}", c.op, c.path);
     changes.iter().map(line).collect()
+}
+
+fn conflicts_of(plan: &Plan) -> Vec<(String, ConflictReason)> {
+    let conflicts = plan.conflicts.iter();
+    conflicts
+        .map(|c| (c.path.to_string(), c.reason.clone()))
+        .collect()
 }
 
 #[test]
@@ -101,11 +108,7 @@ fn source_changed_after_the_view_copied_a_file_is_a_conflict() {
     s.file("a.txt", b"edited in SOURCE\n");
     let r = review(&s);
     let plan = r.plan(&[]).unwrap();
-    let conflicts: Vec<_> = plan
-        .conflicts
-        .iter()
-        .map(|c| (c.path.to_string(), c.reason.clone()))
-        .collect();
+    let conflicts = conflicts_of(&plan);
     assert_eq!(conflicts, [("a.txt".to_owned(), ConflictReason::Changed)]);
     let before = tree(&s.src);
     let refused = r.apply(&plan, false, |_, _| {}).unwrap_err();
@@ -137,11 +140,7 @@ fn a_deleted_directory_never_takes_the_entries_the_view_hid() {
     let r = review(&s);
     assert_eq!(listed(&r), ["D conf"]);
     let plan = r.plan(&[]).unwrap();
-    let conflicts: Vec<_> = plan
-        .conflicts
-        .iter()
-        .map(|c| (c.path.to_string(), c.reason.clone()))
-        .collect();
+    let conflicts = conflicts_of(&plan);
     assert_eq!(
         conflicts,
         [("conf/.env".to_owned(), ConflictReason::NotRecorded)]
