@@ -23,7 +23,7 @@ pub struct CheckCmd {
 impl CheckCmd {
     pub fn run(self) -> CliResult {
         let mut errors = PolicyErrors::new();
-        let policy = Policy::from_args(&self.policy)
+        let policy = Policy::from_overrides(&self.policy.overrides())
             .map_err(|e| errors.extend(e))
             .ok();
         let matcher = policy

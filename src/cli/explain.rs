@@ -38,7 +38,8 @@ pub struct ExplainCmd {
 
 impl ExplainCmd {
     pub fn run(self) -> CliResult {
-        let policy = Policy::from_args(&self.policy).map_err(|e| policy_error(&e))?;
+        let policy =
+            Policy::from_overrides(&self.policy.overrides()).map_err(|e| policy_error(&e))?;
         let matcher = Arc::new(policy.compile().map_err(|e| policy_error(&e))?);
         if let Some(problem) = source_problem(&self.source) {
             return Err(CliError::usage(format!(

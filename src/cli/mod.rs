@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::CliResult;
-use crate::policy::WriteMode;
+use crate::policy::{Overrides, WriteMode};
 
 pub mod apply;
 pub mod check;
@@ -98,6 +98,22 @@ pub enum WriteModeArg {
     Deny,
     Overlay,
     Direct,
+}
+
+impl PolicyArgs {
+    /// The options as the policy takes them.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            allow: self.allow.clone(),
+            hide: self.hide.clone(),
+            no_presets: self.no_presets,
+            writes: self.writes.map(WriteMode::from),
+            overlay: self.overlay.clone(),
+            writable: self.writable.clone(),
+            audit_log: self.audit_log.clone(),
+        }
+    }
 }
 
 impl From<WriteModeArg> for WriteMode {

@@ -93,7 +93,8 @@ impl MountCmd {
 
 /// Checks the policy, SOURCE, MOUNTPOINT and the FUSE device; nothing is mounted yet.
 pub fn prepare(args: &PolicyArgs, source: &Path, mountpoint: &Path) -> CliResult<Prepared> {
-    let policy = Policy::from_args(args).map_err(|e| CliError::usage(e.first_line()))?;
+    let policy =
+        Policy::from_overrides(&args.overrides()).map_err(|e| CliError::usage(e.first_line()))?;
     let source = check_source(source)?;
     let mountpoint = check_mountpoint(mountpoint)?;
     if mountpoint.starts_with(&source) {
@@ -503,7 +504,7 @@ fn serve(prepared: Prepared, args: &PolicyArgs, options: &MountOptions) -> CliRe
 /// cached entry so that what became hidden disappears at once. An invalid policy, or one that
 /// changes the write mode, keeps the old policy and says why on stderr.
 pub fn reload(view: &View, notifier: &Notifier, args: &PolicyArgs, write_mode: WriteMode) {
-    let compiled = Policy::from_args(args).and_then(|policy| {
+    let compiled = Policy::from_overrides(&args.overrides()).and_then(|policy| {
         let matcher = policy.compile()?;
         Ok((policy, matcher))
     });

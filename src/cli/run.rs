@@ -63,8 +63,8 @@ impl RunCmd {
     }
 
     fn run_command(mut self) -> CliResult<i32> {
-        let policy =
-            Policy::from_args(&self.policy).map_err(|e| CliError::usage(e.first_line()))?;
+        let policy = Policy::from_overrides(&self.policy.overrides())
+            .map_err(|e| CliError::usage(e.first_line()))?;
         let user = self.identity()?;
         let temp_overlay =
             policy.write_mode() == WriteMode::Overlay && policy.overlay_dir().is_none();

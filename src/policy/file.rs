@@ -17,7 +17,6 @@ use super::errors::{LineIndex, Location, PolicyError, PolicyErrors};
 use super::presets::{PRESET_NAMES, static_name};
 use super::size::parse_size;
 use super::{HardlinkMode, Rule, RuleOrigin, SymlinkMode, WriteMode, pattern};
-use crate::cli::{PolicyArgs, WriteModeArg};
 
 /// Shown as the file name of a policy parsed from text without a file.
 const NO_FILE: &str = "<policy>";
@@ -118,6 +117,29 @@ pub struct Audit {
     pub events: AuditEvents,
 }
 
+/// SPEC §1's POLICY options as data: a policy file (or, without one, the built-in default)
+/// and what the options change on top of it. Kept by a daemon to read the policy again on
+/// SIGHUP.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `-c`: the policy file.
+    pub config: Option<PathBuf>,
+    /// `--allow`: replaces the allow list when not empty.
+    pub allow: Vec<String>,
+    /// `--hide`: appended to the hide list.
+    pub hide: Vec<String>,
+    /// `--no-presets`.
+    pub no_presets: bool,
+    /// `--writes`.
+    pub writes: Option<WriteMode>,
+    /// `--overlay`: implies `--writes overlay`.
+    pub overlay: Option<PathBuf>,
+    /// `--writable`: replaces the writable list when not empty.
+    pub writable: Vec<String>,
+    /// `--audit-log`.
+    pub audit_log: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct View {
@@ -199,7 +221,7 @@ fn de_size<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Er
 
 /// The whole policy of SPEC §2: what the view shows, what may be written, limits and audit.
 /// Built from a file ([`Policy::load`]), text ([`Policy::parse`]), the built-in default
-/// ([`Policy::builtin`]) or the command line ([`Policy::from_args`]); compiled into a
+/// ([`Policy::builtin`]) or a file with options on top ([`Policy::from_overrides`]); compiled into a
 /// [`Matcher`](super::Matcher) with [`Policy::compile`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -277,31 +299,31 @@ impl Policy {
         Ok(policy)
     }
 
-    /// The policy of a command line: the `-c` file (or the built-in default) with the flags
-    /// merged on top. Errors of the file and of the flags are reported together.
-    pub fn from_args(args: &PolicyArgs) -> Result<Policy, PolicyErrors> {
+    /// The policy of SPEC §1's POLICY options: the file (or the built-in default) with the
+    /// options merged on top. Errors of the file and of the options are reported together.
+    pub fn from_overrides(given: &Overrides) -> Result<Policy, PolicyErrors> {
         let mut errors = PolicyErrors::new();
-        let mut policy = match &args.config {
+        let mut policy = match &given.config {
             Some(path) => Policy::load(path).unwrap_or_else(|err| {
                 errors.extend(err);
                 Policy::builtin()
             }),
             None => Policy::builtin(),
         };
-        if !args.allow.is_empty() {
-            policy.view.allow = flag_patterns("--allow", &args.allow, &mut errors);
+        if !given.allow.is_empty() {
+            policy.view.allow = flag_patterns("--allow", &given.allow, &mut errors);
         }
-        let hide = flag_patterns("--hide", &args.hide, &mut errors);
+        let hide = flag_patterns("--hide", &given.hide, &mut errors);
         policy.view.hide.extend(hide);
-        if args.no_presets {
+        if given.no_presets {
             policy.view.presets.clear();
         }
-        if let Some(mode) = args.writes {
-            policy.writes.mode = mode.into();
+        if let Some(mode) = given.writes {
+            policy.writes.mode = mode;
         }
-        if let Some(dir) = &args.overlay {
-            match args.writes {
-                None | Some(WriteModeArg::Overlay) => policy.writes.mode = WriteMode::Overlay,
+        if let Some(dir) = &given.overlay {
+            match given.writes {
+                None | Some(WriteMode::Overlay) => policy.writes.mode = WriteMode::Overlay,
                 Some(other) => errors.push(PolicyError::new(
                     Location::Flag {
                         flag: "--overlay",
@@ -310,20 +332,17 @@ impl Policy {
                     format!(
                         "--overlay implies --writes overlay, but --writes {} was given; drop one \
                          of them",
-                        match other {
-                            WriteModeArg::Deny => "deny",
-                            WriteModeArg::Direct => "direct",
-                            WriteModeArg::Overlay => "overlay",
-                        }
+                        super::name_of(&other)
                     ),
                 )),
             }
             policy.writes.overlay = Some(dir.clone());
         }
-        if !args.writable.is_empty() {
-            policy.writes.writable = Some(flag_patterns("--writable", &args.writable, &mut errors));
+        if !given.writable.is_empty() {
+            policy.writes.writable =
+                Some(flag_patterns("--writable", &given.writable, &mut errors));
         }
-        if let Some(log) = &args.audit_log {
+        if let Some(log) = &given.audit_log {
             policy.audit.log = Some(log.clone());
         }
         errors.into_result(policy)
@@ -885,7 +904,7 @@ events = "all"
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");
         std::fs::write(&path, "[view]\nallow = [\"src/\"]\nhide = [\"*.log\"]\n").unwrap();
-        let args = PolicyArgs {
+        let args = Overrides {
             config: Some(path.clone()),
             allow: vec!["docs/".into()],
             hide: vec!["*.tmp".into()],
@@ -895,7 +914,7 @@ events = "all"
             writable: vec!["docs/".into()],
             audit_log: Some("a.jsonl".into()),
         };
-        let policy = Policy::from_args(&args);
+        let policy = Policy::from_overrides(&args);
         assert!(policy.is_ok(), "{policy:?}");
         let Ok(policy) = policy else { return };
         let allow: Vec<Rule> = policy.allow().iter().map(|p| p.rule.clone()).collect();
@@ -917,14 +936,14 @@ events = "all"
 
     #[test]
     fn flag_errors_name_the_flag() {
-        let args = PolicyArgs {
+        let args = Overrides {
             hide: vec!["../x".into(), "ok".into()],
             allow: vec!["/home/me/p".into()],
-            writes: Some(WriteModeArg::Deny),
+            writes: Some(WriteMode::Deny),
             overlay: Some("ov".into()),
-            ..PolicyArgs::default()
+            ..Overrides::default()
         };
-        let got: Vec<String> = match Policy::from_args(&args) {
+        let got: Vec<String> = match Policy::from_overrides(&args) {
             Ok(_) => Vec::new(),
             Err(e) => e.iter().map(ToString::to_string).collect(),
         };
@@ -934,7 +953,10 @@ events = "all"
                 .any(|e| e.starts_with("--allow \"/home/me/p\": "))
         );
         assert!(got.iter().any(|e| e.starts_with("--hide \"../x\": ")));
-        assert!(got.iter().any(|e| e.starts_with("--overlay \"ov\": ")));
+        assert!(
+            got.iter().any(|e| e.starts_with("--overlay \"ov\": ")
+                && e.contains("but --writes deny was given"))
+        );
     }
 
     #[test]

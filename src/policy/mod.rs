@@ -1,7 +1,7 @@
 //! The policy: what the view shows and what it lets an agent change.
 //!
 //! [`Policy`] is the TOML file of SPEC §2 as data (serde, unknown keys refused), with the
-//! command-line flags of §1 merged on top by [`Policy::from_args`]. [`Policy::compile`] turns it
+//! options of §1 merged on top by [`Policy::from_overrides`]. [`Policy::compile`] turns it
 //! into a [`Matcher`], immutable and shared by every request thread, whose every verdict names
 //! the [`Rule`] that decided it. Problems are collected into [`PolicyErrors`], all of them, each
 //! with file:line:column. This module never touches SOURCE: symlink targets, hardlinks and file
@@ -22,7 +22,7 @@ pub mod presets;
 mod size;
 
 pub use errors::{Location, PolicyError, PolicyErrors};
-pub use file::{Audit, AuditEvents, Limits, Pattern, Policy};
+pub use file::{Audit, AuditEvents, Limits, Overrides, Pattern, Policy};
 pub use matcher::{Matcher, Writability};
 pub use size::parse_size;
 
@@ -60,6 +60,15 @@ pub enum WriteMode {
     Deny,
     Overlay,
     Direct,
+}
+
+/// The name a value of one of the policy's enums has in the policy file (`"deny"`), as serde
+/// writes it.
+pub fn name_of<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
+    }
 }
 
 /// Where a rule came from.
