@@ -7,7 +7,7 @@
 //! with file:line:column. This module never touches SOURCE: symlink targets, hardlinks and file
 //! types are the view's business; it only answers questions about relative paths.
 //!
-//! Files: `file.rs` (schema, parsing, flags), `pattern.rs` (checks one pattern), `presets.rs`
+//! Files: `file.rs` (parsing, options), `schema.rs` (the checks of a file before parsing), `pattern.rs` (checks one pattern), `presets.rs`
 //! with `presets.toml` (the built-in lists), `matcher.rs` (the compiled matcher), `errors.rs`,
 //! `size.rs` (`"2 GiB"`).
 
@@ -19,6 +19,7 @@ mod file;
 mod matcher;
 mod pattern;
 pub mod presets;
+mod schema;
 mod size;
 
 pub use errors::{Location, PolicyError, PolicyErrors};
