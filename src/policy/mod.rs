@@ -8,7 +8,8 @@
 //! types are the view's business; it only answers questions about relative paths.
 //!
 //! Files: `file.rs` (parsing, options), `schema.rs` (the checks of a file before parsing), `pattern.rs` (checks one pattern), `presets.rs`
-//! with `presets.toml` (the built-in lists), `matcher.rs` (the compiled matcher), `errors.rs`,
+//! with `presets.toml` (the built-in lists), `matcher.rs` (the compiled matcher) over `list.rs` (one compiled pattern list, git's
+//! ancestor walk) and `transit.rs` (directories on the way to an allowed path), `errors.rs`,
 //! `size.rs` (`"2 GiB"`).
 
 use std::fmt;
@@ -16,11 +17,13 @@ use std::path::PathBuf;
 
 mod errors;
 mod file;
+mod list;
 mod matcher;
 mod pattern;
 pub mod presets;
 mod schema;
 mod size;
+mod transit;
 
 pub use errors::{Location, PolicyError, PolicyErrors};
 pub use file::{Audit, AuditEvents, Limits, Overrides, Pattern, Policy};
