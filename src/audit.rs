@@ -3,11 +3,10 @@
 //! Request threads only build a small record and hand it over with a non-blocking send; a
 //! writer thread formats, collapses repeats and appends to the file. A full channel, a full
 //! disk or an unwritable log never blocks or fails a request: the events are counted as
-//! dropped and reported on stderr. The request being served (operation, pid, uid) is kept in a
-//! thread-local by [`enter`], so the view can log a refusal where it decides it without
-//! threading the caller through every call.
+//! dropped and reported on stderr. Every event names the [`Request`] it was part of: refusals are
+//! written by the FUSE adapter when it answers with one, changes and reads by the view where
+//! it makes them, each given the request explicitly.
 
-use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -98,32 +97,12 @@ struct Line<'a> {
     count: Option<u64>,
 }
 
-/// The request a thread is serving.
-#[derive(Debug, Clone, Copy)]
-struct Request {
-    op: &'static str,
-    pid: u32,
-    uid: u32,
-}
-
-thread_local! {
-    static REQUEST: Cell<Option<Request>> = const { Cell::new(None) };
-}
-
-/// Marks the current thread as serving `op` for `pid`/`uid` until the guard drops.
-pub fn enter(op: &'static str, pid: u32, uid: u32) -> RequestGuard {
-    REQUEST.with(|r| r.set(Some(Request { op, pid, uid })));
-    RequestGuard(())
-}
-
-/// Clears the current request when dropped.
-#[derive(Debug)]
-pub struct RequestGuard(());
-
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        REQUEST.with(|r| r.set(None));
-    }
+/// The request an event was part of: the operation and who asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    pub op: &'static str,
+    pub pid: u32,
+    pub uid: u32,
 }
 
 /// An open audit log.
@@ -157,10 +136,14 @@ impl Audit {
         })
     }
 
-    fn send(&self, event: Event, path: &RelPath, errno: Option<i32>, rule: Option<String>) {
-        let Some(request) = REQUEST.with(Cell::get) else {
-            return;
-        };
+    fn send(
+        &self,
+        event: Event,
+        request: &Request,
+        path: &RelPath,
+        errno: Option<i32>,
+        rule: Option<String>,
+    ) {
         let record = Record {
             event,
             op: request.op,
@@ -184,22 +167,28 @@ impl Audit {
         }
     }
 
-    /// A refusal: `errno` for `path`, decided by `rule`.
-    pub fn denied(&self, path: &RelPath, errno: i32, rule: impl std::fmt::Display) {
-        self.send(Event::Denied, path, Some(errno), Some(rule.to_string()));
+    /// A refusal of `request`: `errno` for `path`, decided by `rule`.
+    pub fn denied(&self, request: &Request, path: &RelPath, errno: i32, rule: &str) {
+        self.send(
+            Event::Denied,
+            request,
+            path,
+            Some(errno),
+            Some(rule.to_string()),
+        );
     }
 
-    /// A change made at `path` (logged with `events = "writes"` or `"all"`).
-    pub fn wrote(&self, path: &RelPath) {
+    /// A change `request` made at `path` (logged with `events = "writes"` or `"all"`).
+    pub fn wrote(&self, request: &Request, path: &RelPath) {
         if self.events != AuditEvents::Denied {
-            self.send(Event::Write, path, None, None);
+            self.send(Event::Write, request, path, None, None);
         }
     }
 
-    /// A read of `path` (logged with `events = "all"`).
-    pub fn read(&self, path: &RelPath) {
+    /// A read of `path` by `request` (logged with `events = "all"`).
+    pub fn read(&self, request: &Request, path: &RelPath) {
         if self.events == AuditEvents::All {
-            self.send(Event::Read, path, None, None);
+            self.send(Event::Read, request, path, None, None);
         }
     }
 
@@ -353,14 +342,15 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let audit = Audit::open(&path, AuditEvents::Denied).unwrap();
         let p = RelPath::parse(b"src/a.rs").unwrap();
-        {
-            let _req = enter("unlink", std::process::id(), 0);
-            for _ in 0..3 {
-                audit.denied(&p, libc::EROFS, "writes.mode=deny");
-            }
-            audit.wrote(&p);
+        let request = Request {
+            op: "unlink",
+            pid: std::process::id(),
+            uid: 0,
+        };
+        for _ in 0..3 {
+            audit.denied(&request, &p, libc::EROFS, "writes.mode=deny");
         }
-        audit.denied(&p, libc::EROFS, "outside a request: not logged");
+        audit.wrote(&request, &p);
         audit.close();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text

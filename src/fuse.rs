@@ -18,7 +18,6 @@ use fuser::{
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::audit;
 use crate::passthrough::{Attached, Backings};
 use crate::path::{Name, NameError};
 use crate::policy::WriteMode;
@@ -108,10 +107,15 @@ impl ScopeFs {
         self.serving.clone()
     }
 
-    /// Marks the calling thread as serving `op` for `req` (for the audit log) and counts the
-    /// request as in hand, until the guards drop.
-    fn enter(&self, op: &'static str, req: &Request) -> (audit::RequestGuard, Served<'_>) {
-        (audit::enter(op, req.pid(), req.uid()), self.serving.enter())
+    /// Counts the request as in hand until the guard drops, and names who asks for what.
+    fn enter(&self, op: &'static str, req: &Request) -> (Served<'_>, Caller) {
+        let caller = Caller {
+            uid: req.uid(),
+            gid: req.gid(),
+            pid: req.pid(),
+            op,
+        };
+        (self.serving.enter(), caller)
     }
 
     /// For a view the kernel mounts read-only (so it refuses every write open itself), with
@@ -229,43 +233,47 @@ fn absent() -> FileAttr {
     }
 }
 
-/// Logs a failed request at the level it deserves and turns it into an errno.
-fn fail(op: &str, err: &FsError) -> Errno {
-    let errno = err.errno();
-    match err {
-        FsError::Io(e) => tracing::warn!(op, error = %e, "request failed"),
-        _ => tracing::debug!(op, errno, "request refused"),
+impl ScopeFs {
+    /// The one path of a failed request: logs it at the level it deserves, writes a refusal of
+    /// the policy to the audit log, and turns it into an errno.
+    fn fail(&self, caller: &Caller, err: &FsError) -> Errno {
+        let errno = err.errno();
+        match err {
+            FsError::Io(e) => tracing::warn!(op = caller.op, error = %e, "request failed"),
+            FsError::Refused(refusal) => {
+                tracing::debug!(op = caller.op, errno, rule = %refusal.rule, "request refused");
+                if let Some(audit) = self.view.audit() {
+                    audit.denied(&caller.request(), &refusal.path, errno, &refusal.rule);
+                }
+            }
+            _ => tracing::debug!(op = caller.op, errno, "request refused"),
+        }
+        Errno::from_i32(errno)
     }
-    Errno::from_i32(errno)
-}
 
-fn entry(reply: ReplyEntry, result: FsResult<(Entry, Duration)>, op: &str) {
-    match result {
-        Ok((e, ttl)) => reply.entry(&ttl, &attr(&e.attr), Generation(0)),
-        Err(e) => reply.error(fail(op, &e)),
+    fn entry(&self, reply: ReplyEntry, result: FsResult<(Entry, Duration)>, caller: &Caller) {
+        match result {
+            Ok((e, ttl)) => reply.entry(&ttl, &attr(&e.attr), Generation(0)),
+            Err(e) => reply.error(self.fail(caller, &e)),
+        }
     }
-}
 
-fn empty(reply: ReplyEmpty, result: FsResult<()>, op: &str) {
-    match result {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(fail(op, &e)),
+    fn empty(&self, reply: ReplyEmpty, result: FsResult<()>, caller: &Caller) {
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(self.fail(caller, &e)),
+        }
     }
-}
 
-fn xattr(reply: ReplyXattr, result: FsResult<Vec<u8>>, size: u32, op: &str) {
-    match result {
-        Ok(data) if size == 0 => reply.size(u32::try_from(data.len()).unwrap_or(u32::MAX)),
-        Ok(data) if data.len() > size as usize => reply.error(fail(op, &FsError::Range)),
-        Ok(data) => reply.data(&data),
-        Err(e) => reply.error(fail(op, &e)),
-    }
-}
-
-fn caller(req: &Request) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
+    fn xattr(&self, reply: ReplyXattr, result: FsResult<Vec<u8>>, size: u32, caller: &Caller) {
+        match result {
+            Ok(data) if size == 0 => reply.size(u32::try_from(data.len()).unwrap_or(u32::MAX)),
+            Ok(data) if data.len() > size as usize => {
+                reply.error(self.fail(caller, &FsError::Range))
+            }
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(self.fail(caller, &e)),
+        }
     }
 }
 
@@ -331,14 +339,14 @@ impl Filesystem for ScopeFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEntry) {
-        let _request = self.enter("lookup", req);
+        let (_request, caller) = self.enter("lookup", req);
         let name = match name(name_os) {
             Ok(n) => n,
-            Err(e) => return reply.error(fail("lookup", &e)),
+            Err(e) => return reply.error(self.fail(&caller, &e)),
         };
         let result = self.view.lookup(parent.0, &name);
         let absence = match &result {
-            Err(FsError::NotFound) => self.view.absence_cacheable(parent.0, &name),
+            Err(e) if e.is_not_found() => self.view.absence_cacheable(parent.0, &name),
             _ => None,
         };
         match absence {
@@ -355,7 +363,7 @@ impl Filesystem for ScopeFs {
                 };
                 reply.entry(&ttl, &absent(), Generation(0));
             }
-            None => entry(reply, self.with_ttl(parent, result), "lookup"),
+            None => self.entry(reply, self.with_ttl(parent, result), &caller),
         }
     }
 
@@ -364,10 +372,10 @@ impl Filesystem for ScopeFs {
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let _request = self.enter("getattr", req);
+        let (_request, caller) = self.enter("getattr", req);
         match self.view.getattr(ino.0, fh.map(|fh| fh.0)) {
             Ok(st) => reply.attr(&self.ttl(None, ino.0, st.kind), &attr(&st)),
-            Err(e) => reply.error(fail("getattr", &e)),
+            Err(e) => reply.error(self.fail(&caller, &e)),
         }
     }
 
@@ -389,7 +397,7 @@ impl Filesystem for ScopeFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let _request = self.enter("setattr", req);
+        let (_request, caller) = self.enter("setattr", req);
         let set = SetAttr {
             mode,
             uid,
@@ -398,20 +406,17 @@ impl Filesystem for ScopeFs {
             atime: atime.map(set_time),
             mtime: mtime.map(set_time),
         };
-        match self
-            .view
-            .setattr(ino.0, set, fh.map(|fh| fh.0), caller(req))
-        {
+        match self.view.setattr(ino.0, set, fh.map(|fh| fh.0), caller) {
             Ok(st) => reply.attr(&self.ttl(None, ino.0, st.kind), &attr(&st)),
-            Err(e) => reply.error(fail("setattr", &e)),
+            Err(e) => reply.error(self.fail(&caller, &e)),
         }
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
-        let _request = self.enter("readlink", req);
+        let (_request, caller) = self.enter("readlink", req);
         match self.view.readlink(ino.0) {
             Ok(target) => reply.data(&target),
-            Err(e) => reply.error(fail("readlink", &e)),
+            Err(e) => reply.error(self.fail(&caller, &e)),
         }
     }
 
@@ -425,10 +430,9 @@ impl Filesystem for ScopeFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        let _request = self.enter("mknod", req);
-        let result =
-            name(name_os).and_then(|n| self.view.mknod(parent.0, &n, mode, umask, caller(req)));
-        entry(reply, self.with_ttl(parent, result), "mknod");
+        let (_request, caller) = self.enter("mknod", req);
+        let result = name(name_os).and_then(|n| self.view.mknod(parent.0, &n, mode, umask, caller));
+        self.entry(reply, self.with_ttl(parent, result), &caller);
     }
 
     fn mkdir(
@@ -440,22 +444,21 @@ impl Filesystem for ScopeFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let _request = self.enter("mkdir", req);
-        let result =
-            name(name_os).and_then(|n| self.view.mkdir(parent.0, &n, mode, umask, caller(req)));
-        entry(reply, self.with_ttl(parent, result), "mkdir");
+        let (_request, caller) = self.enter("mkdir", req);
+        let result = name(name_os).and_then(|n| self.view.mkdir(parent.0, &n, mode, umask, caller));
+        self.entry(reply, self.with_ttl(parent, result), &caller);
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEmpty) {
-        let _request = self.enter("unlink", req);
-        let result = name(name_os).and_then(|n| self.view.remove(parent.0, &n, false));
-        empty(reply, result, "unlink");
+        let (_request, caller) = self.enter("unlink", req);
+        let result = name(name_os).and_then(|n| self.view.remove(parent.0, &n, false, caller));
+        self.empty(reply, result, &caller);
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEmpty) {
-        let _request = self.enter("rmdir", req);
-        let result = name(name_os).and_then(|n| self.view.remove(parent.0, &n, true));
-        empty(reply, result, "rmdir");
+        let (_request, caller) = self.enter("rmdir", req);
+        let result = name(name_os).and_then(|n| self.view.remove(parent.0, &n, true, caller));
+        self.empty(reply, result, &caller);
     }
 
     fn symlink(
@@ -466,12 +469,12 @@ impl Filesystem for ScopeFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let _request = self.enter("symlink", req);
+        let (_request, caller) = self.enter("symlink", req);
         let result = name(link_name).and_then(|n| {
             self.view
-                .symlink(parent.0, &n, target.as_os_str().as_bytes(), caller(req))
+                .symlink(parent.0, &n, target.as_os_str().as_bytes(), caller)
         });
-        entry(reply, self.with_ttl(parent, result), "symlink");
+        self.entry(reply, self.with_ttl(parent, result), &caller);
     }
 
     fn rename(
@@ -484,13 +487,13 @@ impl Filesystem for ScopeFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let _request = self.enter("rename", req);
+        let (_request, caller) = self.enter("rename", req);
         let result = name(name_os).and_then(|from| {
             let to = name(newname)?;
             self.view
-                .rename(parent.0, &from, newparent.0, &to, flags.bits())
+                .rename(parent.0, &from, newparent.0, &to, flags.bits(), caller)
         });
-        empty(reply, result, "rename");
+        self.empty(reply, result, &caller);
     }
 
     fn link(
@@ -501,18 +504,18 @@ impl Filesystem for ScopeFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let _request = self.enter("link", req);
-        let result = name(newname).and_then(|n| self.view.link(ino.0, newparent.0, &n));
-        entry(reply, self.with_ttl(newparent, result), "link");
+        let (_request, caller) = self.enter("link", req);
+        let result = name(newname).and_then(|n| self.view.link(ino.0, newparent.0, &n, caller));
+        self.entry(reply, self.with_ttl(newparent, result), &caller);
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let _request = self.enter("open", req);
+        let (_request, caller) = self.enter("open", req);
         if self.no_open {
             // Not a failure: the kernel treats ENOSYS as "open needs no daemon" from now on.
             return reply.error(Errno::ENOSYS);
         }
-        match self.view.open(ino.0, flags.0) {
+        match self.view.open(ino.0, flags.0, caller) {
             Ok(
                 o @ Opened {
                     file: Some(file), ..
@@ -542,7 +545,7 @@ impl Filesystem for ScopeFs {
                 }
             }
             Ok(o) => reply.opened(FileHandle(o.fh), self.open_flags(ino, o, false)),
-            Err(e) => reply.error(fail("open", &e)),
+            Err(e) => reply.error(self.fail(&caller, &e)),
         }
     }
 
@@ -557,7 +560,7 @@ impl Filesystem for ScopeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let _request = self.enter("read", req);
+        let (_request, caller) = self.enter("read", req);
         let result = if self.unopened(fh) {
             self.view.read_node(ino.0, offset, size)
         } else {
@@ -565,7 +568,7 @@ impl Filesystem for ScopeFs {
         };
         match result {
             Ok(data) => reply.data(&data),
-            Err(e) => reply.error(fail("read", &e)),
+            Err(e) => reply.error(self.fail(&caller, &e)),
         }
     }
 
@@ -581,16 +584,16 @@ impl Filesystem for ScopeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let _request = self.enter("write", req);
-        match self.view.write(fh.0, offset, data) {
+        let (_request, caller) = self.enter("write", req);
+        match self.view.write(fh.0, offset, data, caller) {
             Ok(n) => reply.written(n),
-            Err(e) => reply.error(fail("write", &e)),
+            Err(e) => reply.error(self.fail(&caller, &e)),
         }
     }
 
     fn release(
         &self,
-        req: &Request,
+        _req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
@@ -598,7 +601,7 @@ impl Filesystem for ScopeFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let _request = self.enter("release", req);
+        let _request = self.serving.enter();
         self.backings.release(ino.0, fh.0);
         self.view.release(fh.0);
         reply.ok();
@@ -612,7 +615,7 @@ impl Filesystem for ScopeFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _request = self.enter("fsync", req);
+        let (_request, caller) = self.enter("fsync", req);
         let result = if self.unopened(fh) {
             // A file of a read-only view, opened without the daemon: nothing was written, so
             // there is nothing to sync once the node is found still visible.
@@ -620,7 +623,7 @@ impl Filesystem for ScopeFs {
         } else {
             self.view.fsync(fh.0, datasync)
         };
-        empty(reply, result, "fsync");
+        self.empty(reply, result, &caller);
     }
 
     fn fsyncdir(
@@ -631,8 +634,8 @@ impl Filesystem for ScopeFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _request = self.enter("fsyncdir", req);
-        empty(reply, self.view.fsync_dir(ino.0), "fsyncdir");
+        let (_request, caller) = self.enter("fsyncdir", req);
+        self.empty(reply, self.view.fsync_dir(ino.0), &caller);
     }
 
     /// Nothing to flush: writes reach the file before they are answered. `ENOSYS` tells the
@@ -681,13 +684,13 @@ impl Filesystem for ScopeFs {
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let _request = self.enter("opendir", req);
+        let (_request, caller) = self.enter("opendir", req);
         if self.no_open {
             return reply.error(Errno::ENOSYS);
         }
-        match self.view.opendir(ino.0) {
+        match self.view.opendir(ino.0, caller) {
             Ok(o) => reply.opened(FileHandle(o.fh), self.open_flags(ino, o, true)),
-            Err(e) => reply.error(fail("opendir", &e)),
+            Err(e) => reply.error(self.fail(&caller, &e)),
         }
     }
 
@@ -699,10 +702,10 @@ impl Filesystem for ScopeFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let _request = self.enter("readdir", req);
+        let (_request, caller) = self.enter("readdir", req);
         let dir = match self.listing(ino, fh, offset) {
             Ok(dir) => dir,
-            Err(e) => return reply.error(fail("readdir", &e)),
+            Err(e) => return reply.error(self.fail(&caller, &e)),
         };
         // Offsets are dense and synthetic: 1 is ".", 2 is "..", 3.. the visible entries.
         let dots = [(dir.ino, "."), (dir.parent, "..")];
@@ -714,7 +717,7 @@ impl Filesystem for ScopeFs {
         let skip = (offset as usize).saturating_sub(2);
         let items = match self.view.dir_items(&dir) {
             Ok(items) => items,
-            Err(e) => return reply.error(fail("readdir", &e)),
+            Err(e) => return reply.error(self.fail(&caller, &e)),
         };
         if skip >= items.len() {
             self.listing_read(fh, ino);
@@ -742,10 +745,10 @@ impl Filesystem for ScopeFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let _request = self.enter("readdirplus", req);
+        let (_request, caller) = self.enter("readdirplus", req);
         let dir = match self.listing(ino, fh, offset) {
             Ok(dir) => dir,
-            Err(e) => return reply.error(fail("readdirplus", &e)),
+            Err(e) => return reply.error(self.fail(&caller, &e)),
         };
         let dots = [(dir.ino, "."), (dir.parent, "..")];
         for (i, (ino, dot)) in dots.iter().enumerate().skip(offset as usize) {
@@ -767,7 +770,7 @@ impl Filesystem for ScopeFs {
         let skip = (offset as usize).saturating_sub(2);
         let items = match self.view.dir_items(&dir) {
             Ok(items) => items,
-            Err(e) => return reply.error(fail("readdirplus", &e)),
+            Err(e) => return reply.error(self.fail(&caller, &e)),
         };
         if skip >= items.len() {
             self.listing_read(fh, ino);
@@ -796,19 +799,19 @@ impl Filesystem for ScopeFs {
 
     fn releasedir(
         &self,
-        req: &Request,
+        _req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let _request = self.enter("releasedir", req);
+        let _request = self.serving.enter();
         self.view.releasedir(fh.0);
         reply.ok();
     }
 
     fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let _request = self.enter("statfs", req);
+        let (_request, caller) = self.enter("statfs", req);
         match self.view.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks,
@@ -820,7 +823,7 @@ impl Filesystem for ScopeFs {
                 255,
                 s.frsize,
             ),
-            Err(e) => reply.error(fail("statfs", &e)),
+            Err(e) => reply.error(self.fail(&caller, &e)),
         }
     }
 
@@ -834,37 +837,37 @@ impl Filesystem for ScopeFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let _request = self.enter("setxattr", req);
+        let (_request, caller) = self.enter("setxattr", req);
         let result = self
             .view
-            .set_xattr(ino.0, name.as_bytes(), Some(value), flags);
-        empty(reply, result, "setxattr");
+            .set_xattr(ino.0, name.as_bytes(), Some(value), flags, caller);
+        self.empty(reply, result, &caller);
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let _request = self.enter("getxattr", req);
-        xattr(
+        let (_request, caller) = self.enter("getxattr", req);
+        self.xattr(
             reply,
             self.view.getxattr(ino.0, name.as_bytes()),
             size,
-            "getxattr",
+            &caller,
         );
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let _request = self.enter("listxattr", req);
-        xattr(reply, self.view.listxattr(ino.0), size, "listxattr");
+        let (_request, caller) = self.enter("listxattr", req);
+        self.xattr(reply, self.view.listxattr(ino.0), size, &caller);
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _request = self.enter("removexattr", req);
-        let result = self.view.set_xattr(ino.0, name.as_bytes(), None, 0);
-        empty(reply, result, "removexattr");
+        let (_request, caller) = self.enter("removexattr", req);
+        let result = self.view.set_xattr(ino.0, name.as_bytes(), None, 0, caller);
+        self.empty(reply, result, &caller);
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        let _request = self.enter("access", req);
-        empty(reply, self.view.access(ino.0, mask.bits()), "access");
+        let (_request, caller) = self.enter("access", req);
+        self.empty(reply, self.view.access(ino.0, mask.bits()), &caller);
     }
 
     fn create(
@@ -877,9 +880,9 @@ impl Filesystem for ScopeFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let _request = self.enter("create", req);
+        let (_request, caller) = self.enter("create", req);
         let result =
-            name(name_os).and_then(|n| self.view.create(parent.0, &n, mode, umask, caller(req)));
+            name(name_os).and_then(|n| self.view.create(parent.0, &n, mode, umask, caller));
         match result {
             Ok((e, fh)) => reply.created(
                 &self.ttl(Some(parent.0), e.ino, e.attr.kind),
@@ -888,13 +891,13 @@ impl Filesystem for ScopeFs {
                 FileHandle(fh),
                 FopenFlags::empty(),
             ),
-            Err(e) => reply.error(fail("create", &e)),
+            Err(e) => reply.error(self.fail(&caller, &e)),
         }
     }
 
     fn ioctl(
         &self,
-        req: &Request,
+        _req: &Request,
         _ino: INodeNo,
         _fh: FileHandle,
         _flags: IoctlFlags,
@@ -903,7 +906,7 @@ impl Filesystem for ScopeFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        let _request = self.enter("ioctl", req);
+        let _request = self.serving.enter();
         reply.error(Errno::from_i32(libc::ENOTTY));
     }
 
@@ -917,17 +920,17 @@ impl Filesystem for ScopeFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let _request = self.enter("fallocate", req);
-        empty(
+        let (_request, caller) = self.enter("fallocate", req);
+        self.empty(
             reply,
             self.view.fallocate(fh.0, mode, offset, length),
-            "fallocate",
+            &caller,
         );
     }
 
     fn copy_file_range(
         &self,
-        req: &Request,
+        _req: &Request,
         _ino_in: INodeNo,
         _fh_in: FileHandle,
         _offset_in: u64,
@@ -938,7 +941,7 @@ impl Filesystem for ScopeFs {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        let _request = self.enter("copy_file_range", req);
+        let _request = self.serving.enter();
         // Not offered: the kernel remembers and falls back to reads and writes, which the view
         // checks.
         reply.error(Errno::from_i32(libc::ENOSYS));

@@ -1,6 +1,10 @@
-//! The one error type of the view, and the errno each failure becomes.
+//! The one error type of the view, and the errno each failure becomes. A refusal of the policy
+//! carries the path it concerns and the rule that decided ([`Refusal`]), so that the one place
+//! that answers the kernel with the failure also writes it to the audit log.
 
 use std::io;
+
+use crate::path::RelPath;
 
 /// A failed file-system operation. Every variant maps to one errno in [`FsError::errno`],
 /// through a `match` without a catch-all, so a new failure needs a decision.
@@ -57,6 +61,21 @@ pub enum FsError {
     /// Any other failure of a syscall on SOURCE, with its errno.
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// One of the failures above, decided by a rule of the policy: the path and the rule go to
+    /// the audit log.
+    #[error("{} ({})", .0.error, .0.rule)]
+    Refused(Box<Refusal>),
+}
+
+/// What a refusal concerns and why.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The failure the request gets.
+    pub error: FsError,
+    /// The path refused.
+    pub path: RelPath,
+    /// The rule that decided, as the audit log names it.
+    pub rule: String,
 }
 
 impl FsError {
@@ -80,6 +99,33 @@ impl FsError {
             FsError::NotSupported => libc::EOPNOTSUPP,
             FsError::BadHandle => libc::EBADF,
             FsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            FsError::Refused(refusal) => refusal.error.errno(),
+        }
+    }
+
+    /// `error`, refused at `path` by `rule`.
+    pub fn refused(error: FsError, path: &RelPath, rule: impl std::fmt::Display) -> FsError {
+        FsError::Refused(Box::new(Refusal {
+            error,
+            path: path.clone(),
+            rule: rule.to_string(),
+        }))
+    }
+
+    /// The refusal behind the failure, if the policy decided it.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            FsError::Refused(refusal) => Some(refusal),
+            _ => None,
+        }
+    }
+
+    /// Whether the failure is [`FsError::NotFound`], refused or not.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            FsError::NotFound => true,
+            FsError::Refused(refusal) => refusal.error.is_not_found(),
+            _ => false,
         }
     }
 

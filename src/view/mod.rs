@@ -367,25 +367,32 @@ impl View {
         self
     }
 
-    /// Logs a refusal of the current request at `path` and returns the error.
+    /// The audit log this view's refusals, changes and reads go to, if any.
+    pub fn audit(&self) -> Option<&Arc<Audit>> {
+        self.audit.as_ref()
+    }
+
+    /// `err`, refused at `path` by `rule`. The rule is kept where something will read it (an
+    /// audit log, or debug logging): elsewhere a refusal is its bare error, at no cost.
     fn refuse(&self, path: &RelPath, err: FsError, rule: impl std::fmt::Display) -> FsError {
-        if let Some(audit) = &self.audit {
-            audit.denied(path, err.errno(), rule);
-        }
-        err
-    }
-
-    /// Logs a change made at `path` by the current request.
-    fn wrote(&self, path: &RelPath) {
-        if let Some(audit) = &self.audit {
-            audit.wrote(path);
+        if self.audit.is_some() || tracing::enabled!(tracing::Level::DEBUG) {
+            FsError::refused(err, path, rule)
+        } else {
+            err
         }
     }
 
-    /// Logs a read of `path` by the current request.
-    fn read_of(&self, path: &RelPath) {
+    /// Logs a change made at `path` by `caller`.
+    fn wrote(&self, caller: &Caller, path: &RelPath) {
         if let Some(audit) = &self.audit {
-            audit.read(path);
+            audit.wrote(&caller.request(), path);
+        }
+    }
+
+    /// Logs a read of `path` by `caller`.
+    fn read_of(&self, caller: &Caller, path: &RelPath) {
+        if let Some(audit) = &self.audit {
+            audit.read(&caller.request(), path);
         }
     }
 
@@ -486,7 +493,7 @@ impl View {
     fn locate_opt(&self, path: &RelPath) -> FsResult<Option<Located>> {
         match self.locate(path) {
             Ok(l) => Ok(Some(l)),
-            Err(FsError::NotFound) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -521,14 +528,14 @@ impl View {
                 Ok(located) if Self::file_key(located.layer, &located.stat) == Some(key) => {
                     return Ok((path, located));
                 }
-                Ok(_) | Err(FsError::NotFound) => {
+                Err(e) if !e.is_not_found() => return Err(e),
+                Ok(_) | Err(_) => {
                     // A rename or removal under way has changed the disk but not yet the
                     // table: the name may be moving with this very node, so it stays.
                     if quiet && self.names_changing.load(Ordering::SeqCst) == began {
                         self.inodes.write().drop_name(ino, parent, &name);
                     }
                 }
-                Err(e) => return Err(e),
             }
         }
         Err(FsError::NotFound)
@@ -655,7 +662,7 @@ impl View {
 
     /// `open` of a regular file. Write access copies the file up first in overlay mode and is
     /// refused in a read-only view.
-    pub fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
+    pub fn open(&self, ino: u64, flags: i32, caller: Caller) -> FsResult<Opened> {
         let file = if flags & WRITE_FLAGS != 0 {
             self.versions.lock().remove(&ino);
             self.open_for_write(ino)?
@@ -668,7 +675,7 @@ impl View {
             let root = self.layer_root(located.layer);
             let file = sys::reopen_regular(root, &path, located.fd.as_fd(), &located.stat, false)
                 .map_err(FsError::resolving)?;
-            self.read_of(&path);
+            self.read_of(&caller, &path);
             let keep_cache = self.keep_cache(ino, &located.stat);
             let fh = self.add_handle(Handle {
                 file,
@@ -810,9 +817,9 @@ impl View {
     }
 
     /// `opendir`: snapshots the visible entries.
-    pub fn opendir(&self, ino: u64) -> FsResult<Opened> {
+    pub fn opendir(&self, ino: u64, caller: Caller) -> FsResult<Opened> {
         let (dir, located) = self.snapshot(ino)?;
-        self.read_of(&dir.path);
+        self.read_of(&caller, &dir.path);
         let keep_cache = self.keep_cache(ino, &located.stat);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.dirs.lock().insert(fh, Arc::new(dir));

@@ -24,11 +24,26 @@ use crate::write::{At, New, Target, WriteLayer, io};
 /// The setuid and setgid bits, stripped from everything the view writes.
 const SETID: u32 = libc::S_ISUID | libc::S_ISGID;
 
-/// Who asks for a change: new entries belong to this uid and gid.
+/// Who asks, and for what: new entries belong to `uid` and `gid`; the audit log names the
+/// operation, the process and the user.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    pub pid: u32,
+    /// The operation, as the audit log names it (`"unlink"`).
+    pub op: &'static str,
+}
+
+impl Caller {
+    /// The request, as the audit log records it.
+    pub fn request(&self) -> crate::audit::Request {
+        crate::audit::Request {
+            op: self.op,
+            pid: self.pid,
+            uid: self.uid,
+        }
+    }
 }
 
 /// The changes of one `setattr`.
@@ -190,8 +205,14 @@ impl View {
         Ok((dir, path))
     }
 
-    fn new_entry_reply(&self, parent: u64, name: &Name, path: &RelPath) -> FsResult<Entry> {
-        self.wrote(path);
+    fn new_entry_reply(
+        &self,
+        parent: u64,
+        name: &Name,
+        path: &RelPath,
+        caller: &Caller,
+    ) -> FsResult<Entry> {
+        self.wrote(caller, path);
         let located = self.locate(path)?;
         let ino =
             self.inodes
@@ -217,7 +238,7 @@ impl View {
         let _ns = layer.lock_names();
         let at = At { dir, path, name };
         let file = layer.make(&self.scope, at, new, caller)?;
-        Ok((self.new_entry_reply(parent, name, path)?, file))
+        Ok((self.new_entry_reply(parent, name, path, &caller)?, file))
     }
 
     /// `create`: a new regular file, opened for reading and writing.
@@ -309,7 +330,13 @@ impl View {
     }
 
     /// `link`: a new name for a visible non-directory.
-    pub fn link(&self, ino: u64, new_parent: u64, new_name: &Name) -> FsResult<Entry> {
+    pub fn link(
+        &self,
+        ino: u64,
+        new_parent: u64,
+        new_name: &Name,
+        caller: Caller,
+    ) -> FsResult<Entry> {
         self.ensure_writes(&self.path(new_parent)?.join(new_name))?;
         let (src_path, src) = self.node(ino)?;
         if src.stat.kind == FileType::Dir {
@@ -335,11 +362,11 @@ impl View {
                 self.inodes.write().set_file(ino, key);
             }
         }
-        self.new_entry_reply(new_parent, new_name, &path)
+        self.new_entry_reply(new_parent, new_name, &path, &caller)
     }
 
     /// `unlink` (`dir` false) and `rmdir` (`dir` true).
-    pub fn remove(&self, parent: u64, name: &Name, dir: bool) -> FsResult<()> {
+    pub fn remove(&self, parent: u64, name: &Name, dir: bool, caller: Caller) -> FsResult<()> {
         let (dir_path, path, located) = self.writable_child(parent, name)?;
         let is_dir = located.stat.kind == FileType::Dir;
         if dir && !is_dir {
@@ -366,7 +393,7 @@ impl View {
         };
         layer.remove(&self.scope, at, &located)?;
         self.inodes.write().detach(parent, name);
-        self.wrote(&path);
+        self.wrote(&caller, &path);
         Ok(())
     }
 
@@ -380,6 +407,7 @@ impl View {
         new_parent: u64,
         new_name: &Name,
         flags: u32,
+        caller: Caller,
     ) -> FsResult<()> {
         self.ensure_writes(&self.path(parent)?.join(name))?;
         if flags & !(w::RENAME_NOREPLACE | w::RENAME_EXCHANGE) != 0
@@ -456,8 +484,8 @@ impl View {
             name: new_name,
         };
         layer.rename(&self.scope, (from_at, &src), (to_at, dst.as_ref()), flags)?;
-        self.wrote(&from);
-        self.wrote(&to);
+        self.wrote(&caller, &from);
+        self.wrote(&caller, &to);
         let mut inodes = self.inodes.write();
         if exchange {
             inodes.exchange(parent, name, new_parent, new_name);
@@ -490,13 +518,13 @@ impl View {
 
     /// `write` through an open handle; in overlay mode growth counts against
     /// `overlay_bytes`.
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8], caller: Caller) -> FsResult<u32> {
         let handle = self.handle(fh)?;
         let path = handle.path.clone().unwrap_or_default();
         self.ensure_writes(&path)?;
         let growth = self.growth(&handle, offset.saturating_add(data.len() as u64))?;
         handle.file.write_all_at(data, offset).map_err(io)?;
-        self.wrote(&path);
+        self.wrote(&caller, &path);
         if let (Some(layer), true) = (self.layer(), handle.counted) {
             layer.add_bytes(i64::try_from(growth).unwrap_or(i64::MAX));
         }
@@ -620,7 +648,7 @@ impl View {
             let mtime = set.mtime.unwrap_or(SetTime::Keep);
             target.set_times(fd, atime, mtime)?;
         }
-        self.wrote(&path);
+        self.wrote(&caller, &path);
         let stat = match target {
             Target::ByName(..) => self.locate(&path)?.stat,
             Target::InPlace => sys::fstat(fd)?,
@@ -635,6 +663,7 @@ impl View {
         name: &[u8],
         value: Option<&[u8]>,
         flags: i32,
+        caller: Caller,
     ) -> FsResult<()> {
         let (path, located) = self.writable_node(ino)?;
         if !name.starts_with(b"user.") {
@@ -657,7 +686,7 @@ impl View {
             Some(value) => w::setxattr(fd.as_fd(), name, value, flags).map_err(io)?,
             None => w::removexattr(fd.as_fd(), name).map_err(io)?,
         }
-        self.wrote(&path);
+        self.wrote(&caller, &path);
         Ok(())
     }
 }
