@@ -18,14 +18,11 @@ use fuser::{
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::passthrough::{Attached, Backings};
+use crate::passthrough::{Attached, Backings, FileId};
 use crate::path::{Name, NameError};
-use crate::policy::WriteMode;
 use crate::sys::write::SetTime;
 use crate::sys::{self, Stat};
-use crate::view::{
-    Absence, CacheMode, Caller, DirSnapshot, Entry, FsError, FsResult, Opened, SetAttr, View,
-};
+use crate::view::{Attr, Caller, Entry, FsError, FsResult, Lookup, Opened, SetAttr, View};
 
 /// Synthetic inode counts for `statfs`: the real ones would count hidden files.
 const STATFS_FILES: u64 = 1 << 32;
@@ -80,24 +77,18 @@ impl Serving {
 /// The fuser file system: a [`View`] behind the kernel protocol.
 pub struct ScopeFs {
     view: Arc<View>,
-    cache: CacheMode,
     /// Whether read-only opens are passed through, once the kernel has agreed to it.
     passthrough: bool,
     backings: Backings,
-    /// Whether `open` and `opendir` are answered with `ENOSYS`, so the kernel stops sending
-    /// them: each file read it cannot serve from its cache is then decided by `read` alone.
-    no_open: bool,
     serving: Serving,
 }
 
 impl ScopeFs {
-    pub fn new(view: Arc<View>, cache: CacheMode) -> Self {
+    pub fn new(view: Arc<View>) -> Self {
         ScopeFs {
             view,
-            cache,
             passthrough: false,
             backings: Backings::default(),
-            no_open: false,
             serving: Serving::default(),
         }
     }
@@ -116,60 +107,6 @@ impl ScopeFs {
             op,
         };
         (self.serving.enter(), caller)
-    }
-
-    /// For a view the kernel mounts read-only (so it refuses every write open itself), with
-    /// kernel caching on: skip the open and release round trips of every file and directory.
-    /// Reads then carry no handle and the kernel keeps data and listings as `open` would let
-    /// it (`FOPEN_KEEP_CACHE`, `FOPEN_CACHE_DIR`), dropping them when a file's mtime or size
-    /// is seen to change or a notification says so.
-    pub fn without_opens(mut self, read_only_mount: bool) -> Self {
-        self.no_open = read_only_mount
-            && self.cache != CacheMode::Never
-            && self.view.write_mode() == WriteMode::Deny;
-        self
-    }
-
-    /// Whether `fh` is no handle at all: the kernel opened the file or directory without
-    /// the daemon (a read-only view answers `open` and `opendir` with `ENOSYS`).
-    fn unopened(&self, fh: FileHandle) -> bool {
-        self.no_open && fh.0 == 0
-    }
-
-    /// The kernel reached the end of a listing it read without an open handle.
-    fn listing_read(&self, fh: FileHandle, ino: INodeNo) {
-        if self.unopened(fh) {
-            self.view.listing_done(ino.0);
-        }
-    }
-
-    /// How long the kernel may keep node `ino` of kind `kind`, an entry of `parent` when known:
-    /// in `auto`, long only while watches see every change to it.
-    fn ttl(&self, parent: Option<u64>, ino: u64, kind: sys::FileType) -> Duration {
-        if self.cache == CacheMode::Auto
-            && self.view.lasting(parent, ino, kind == sys::FileType::Dir)
-        {
-            CacheMode::WATCHED_TTL
-        } else {
-            self.cache.ttl()
-        }
-    }
-
-    /// `ttl` for a new entry of `parent`.
-    fn with_ttl(&self, parent: INodeNo, result: FsResult<Entry>) -> FsResult<(Entry, Duration)> {
-        result.map(|e| {
-            let ttl = self.ttl(Some(parent.0), e.ino, e.attr.kind);
-            (e, ttl)
-        })
-    }
-
-    /// The listing `readdir` reads: the open directory's, or without opens the node's own.
-    fn listing(&self, ino: INodeNo, fh: FileHandle, offset: u64) -> FsResult<Arc<DirSnapshot>> {
-        if self.unopened(fh) {
-            self.view.listing(ino.0, offset)
-        } else {
-            self.view.dir(fh.0)
-        }
     }
 }
 
@@ -233,6 +170,25 @@ fn absent() -> FileAttr {
     }
 }
 
+/// What the kernel may keep of an opened file or directory.
+fn open_flags(opened: &Opened) -> FopenFlags {
+    let mut flags = FopenFlags::empty();
+    if opened.cache_listing {
+        flags |= FopenFlags::FOPEN_CACHE_DIR;
+    }
+    if opened.keep_cache {
+        flags |= FopenFlags::FOPEN_KEEP_CACHE;
+    }
+    flags
+}
+
+fn set_time(t: TimeOrNow) -> SetTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => SetTime::At(t),
+        TimeOrNow::Now => SetTime::Now,
+    }
+}
+
 impl ScopeFs {
     /// The one path of a failed request: logs it at the level it deserves, writes a refusal of
     /// the policy to the audit log, and turns it into an errno.
@@ -251,9 +207,16 @@ impl ScopeFs {
         Errno::from_i32(errno)
     }
 
-    fn entry(&self, reply: ReplyEntry, result: FsResult<(Entry, Duration)>, caller: &Caller) {
+    fn entry(&self, reply: ReplyEntry, result: FsResult<Entry>, caller: &Caller) {
         match result {
-            Ok((e, ttl)) => reply.entry(&ttl, &attr(&e.attr), Generation(0)),
+            Ok(e) => reply.entry(&e.ttl, &attr(&e.attr), Generation(e.generation)),
+            Err(e) => reply.error(self.fail(caller, &e)),
+        }
+    }
+
+    fn attr(&self, reply: ReplyAttr, result: FsResult<Attr>, caller: &Caller) {
+        match result {
+            Ok(a) => reply.attr(&a.ttl, &attr(&a.attr)),
             Err(e) => reply.error(self.fail(caller, &e)),
         }
     }
@@ -261,6 +224,13 @@ impl ScopeFs {
     fn empty(&self, reply: ReplyEmpty, result: FsResult<()>, caller: &Caller) {
         match result {
             Ok(()) => reply.ok(),
+            Err(e) => reply.error(self.fail(caller, &e)),
+        }
+    }
+
+    fn opened(&self, reply: ReplyOpen, result: FsResult<Opened>, caller: &Caller) {
+        match result {
+            Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
             Err(e) => reply.error(self.fail(caller, &e)),
         }
     }
@@ -275,62 +245,50 @@ impl ScopeFs {
             Err(e) => reply.error(self.fail(caller, &e)),
         }
     }
-}
 
-fn set_time(t: TimeOrNow) -> SetTime {
-    match t {
-        TimeOrNow::SpecificTime(t) => SetTime::At(t),
-        TimeOrNow::Now => SetTime::Now,
-    }
-}
-
-impl ScopeFs {
-    /// What the kernel may keep of an open file or directory.
-    fn open_flags(&self, ino: INodeNo, opened: Opened, dir: bool) -> FopenFlags {
-        let mut flags = FopenFlags::empty();
-        // A cached listing pays off only when the entries stay cached too: with short entry
-        // times, a fresh readdirplus revalidates a whole directory in a few requests, where
-        // a cached listing leaves one lookup per name to do.
-        let lasting = match self.cache {
-            CacheMode::Always => true,
-            CacheMode::Auto => self.view.is_watched(ino.0),
-            CacheMode::Never => false,
-        };
-        if lasting && dir {
-            flags |= FopenFlags::FOPEN_CACHE_DIR;
+    /// A read-only open the kernel may read directly from the file it checked (passthrough).
+    fn open_passthrough(&self, reply: ReplyOpen, ino: INodeNo, o: Opened, file: FileId) {
+        let backing = self.backings.attach(ino.0, o.fh, file, || {
+            let fd = self.view.handle_fd(o.fh).map_err(io::Error::other)?;
+            reply.open_backing(fd)
+        });
+        match backing {
+            Ok(Attached::Backing(backing)) => {
+                reply.opened_passthrough(FileHandle(o.fh), FopenFlags::empty(), &backing)
+            }
+            Ok(Attached::Other) => {
+                // The kernel would read this node's first file, which its name no longer leads
+                // to. The node is given up and the open refused with ESTALE: the kernel then
+                // looks the name up again (a new node, for the file checked now) and opens that.
+                self.view.release(o.fh);
+                self.view.retire(ino.0);
+                reply.error(Errno::ESTALE);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no passthrough for this open");
+                reply.opened(FileHandle(o.fh), open_flags(&o));
+            }
         }
-        if opened.keep_cache {
-            flags |= FopenFlags::FOPEN_KEEP_CACHE;
-        }
-        flags
     }
 }
 
 impl Filesystem for ScopeFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let features = self.view.features();
         let mut wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS;
-        if self.cache != CacheMode::Never {
-            // Cached data is dropped when a file's mtime or size is seen to change.
+        if features.cache_data {
             wanted |= InitFlags::FUSE_AUTO_INVAL_DATA | InitFlags::FUSE_CACHE_SYMLINKS;
         }
-        if self.view.write_mode() == WriteMode::Overlay {
-            // The daemon clears setuid/setgid and capabilities itself when a file is written,
-            // truncated or chowned, so the kernel need not fetch attributes and ask for a
-            // mode change first. Nothing to do in overlay mode: nothing in upper/ ever holds
-            // those bits or `security.capability` (stripped at creation, chmod and copy-up,
-            // and every SOURCE file is copied up before it is changed). Direct mode writes
-            // SOURCE files that may hold them, so there the kernel keeps doing it.
+        if features.kills_privileges {
             wanted |= InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         }
         if let Err(missing) = config.add_capabilities(wanted) {
             tracing::debug!(?missing, "kernel lacks some capabilities");
             let _ = config.add_capabilities(wanted & !missing);
         }
-        // Passthrough needs CAP_SYS_ADMIN, a view nothing writes to, and opens to answer
-        // (it also stops other file systems from stacking on the view, so only when used).
-        if !self.no_open && self.view.write_mode() == WriteMode::Deny && crate::sys::euid() == 0 {
+        if features.passthrough {
             self.passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
                 && config.set_max_stack_depth(1).is_ok();
             tracing::debug!(passthrough = self.passthrough, "read passthrough");
@@ -340,30 +298,14 @@ impl Filesystem for ScopeFs {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEntry) {
         let (_request, caller) = self.enter("lookup", req);
-        let name = match name(name_os) {
-            Ok(n) => n,
-            Err(e) => return reply.error(self.fail(&caller, &e)),
-        };
-        let result = self.view.lookup(parent.0, &name);
-        let absence = match &result {
-            Err(e) if e.is_not_found() => self.view.absence_cacheable(parent.0, &name),
-            _ => None,
-        };
-        match absence {
-            Some(how) => {
-                // Node 0: the kernel caches the absence like an entry, so probes for files
-                // that are not there (.gitignore in every directory) stop costing a request.
-                let ttl = match self.cache {
-                    CacheMode::Auto if self.view.is_watched(parent.0) => CacheMode::WATCHED_TTL,
-                    cache => cache.ttl(),
-                };
-                let ttl = match how {
-                    Absence::Recorded => ttl,
-                    Absence::Brief => ttl.min(Absence::BRIEF),
-                };
-                reply.entry(&ttl, &absent(), Generation(0));
+        match name(name_os).and_then(|n| self.view.lookup(parent.0, &n)) {
+            Ok(Lookup::Found(e)) => {
+                reply.entry(&e.ttl, &attr(&e.attr), Generation(e.generation));
             }
-            None => self.entry(reply, self.with_ttl(parent, result), &caller),
+            // Node 0: the kernel caches the absence like an entry, so probes for files that
+            // are not there (.gitignore in every directory) stop costing a request.
+            Ok(Lookup::Absent { ttl }) => reply.entry(&ttl, &absent(), Generation(0)),
+            Err(e) => reply.error(self.fail(&caller, &e)),
         }
     }
 
@@ -373,10 +315,7 @@ impl Filesystem for ScopeFs {
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let (_request, caller) = self.enter("getattr", req);
-        match self.view.getattr(ino.0, fh.map(|fh| fh.0)) {
-            Ok(st) => reply.attr(&self.ttl(None, ino.0, st.kind), &attr(&st)),
-            Err(e) => reply.error(self.fail(&caller, &e)),
-        }
+        self.attr(reply, self.view.getattr(ino.0, fh.map(|fh| fh.0)), &caller);
     }
 
     fn setattr(
@@ -406,10 +345,8 @@ impl Filesystem for ScopeFs {
             atime: atime.map(set_time),
             mtime: mtime.map(set_time),
         };
-        match self.view.setattr(ino.0, set, fh.map(|fh| fh.0), caller) {
-            Ok(st) => reply.attr(&self.ttl(None, ino.0, st.kind), &attr(&st)),
-            Err(e) => reply.error(self.fail(&caller, &e)),
-        }
+        let result = self.view.setattr(ino.0, set, fh.map(|fh| fh.0), caller);
+        self.attr(reply, result, &caller);
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -432,7 +369,7 @@ impl Filesystem for ScopeFs {
     ) {
         let (_request, caller) = self.enter("mknod", req);
         let result = name(name_os).and_then(|n| self.view.mknod(parent.0, &n, mode, umask, caller));
-        self.entry(reply, self.with_ttl(parent, result), &caller);
+        self.entry(reply, result, &caller);
     }
 
     fn mkdir(
@@ -446,7 +383,7 @@ impl Filesystem for ScopeFs {
     ) {
         let (_request, caller) = self.enter("mkdir", req);
         let result = name(name_os).and_then(|n| self.view.mkdir(parent.0, &n, mode, umask, caller));
-        self.entry(reply, self.with_ttl(parent, result), &caller);
+        self.entry(reply, result, &caller);
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name_os: &OsStr, reply: ReplyEmpty) {
@@ -474,7 +411,7 @@ impl Filesystem for ScopeFs {
             self.view
                 .symlink(parent.0, &n, target.as_os_str().as_bytes(), caller)
         });
-        self.entry(reply, self.with_ttl(parent, result), &caller);
+        self.entry(reply, result, &caller);
     }
 
     fn rename(
@@ -506,45 +443,16 @@ impl Filesystem for ScopeFs {
     ) {
         let (_request, caller) = self.enter("link", req);
         let result = name(newname).and_then(|n| self.view.link(ino.0, newparent.0, &n, caller));
-        self.entry(reply, self.with_ttl(newparent, result), &caller);
+        self.entry(reply, result, &caller);
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let (_request, caller) = self.enter("open", req);
-        if self.no_open {
-            // Not a failure: the kernel treats ENOSYS as "open needs no daemon" from now on.
-            return reply.error(Errno::ENOSYS);
-        }
         match self.view.open(ino.0, flags.0, caller) {
-            Ok(
-                o @ Opened {
-                    file: Some(file), ..
-                },
-            ) if self.passthrough => {
-                let backing = self.backings.attach(ino.0, o.fh, file, || {
-                    let fd = self.view.handle_fd(o.fh).map_err(io::Error::other)?;
-                    reply.open_backing(fd)
-                });
-                match backing {
-                    Ok(Attached::Backing(backing)) => {
-                        reply.opened_passthrough(FileHandle(o.fh), FopenFlags::empty(), &backing)
-                    }
-                    Ok(Attached::Other) => {
-                        // The kernel would read this node's first file, which its name no
-                        // longer leads to. The node is given up and the open refused with
-                        // ESTALE: the kernel then looks the name up again (a new node, for the
-                        // file checked now) and opens that.
-                        self.view.release(o.fh);
-                        self.view.retire(ino.0);
-                        reply.error(Errno::ESTALE);
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "no passthrough for this open");
-                        reply.opened(FileHandle(o.fh), self.open_flags(ino, o, false));
-                    }
-                }
-            }
-            Ok(o) => reply.opened(FileHandle(o.fh), self.open_flags(ino, o, false)),
+            Ok(o) => match o.file {
+                Some(file) if self.passthrough => self.open_passthrough(reply, ino, o, file),
+                _ => reply.opened(FileHandle(o.fh), open_flags(&o)),
+            },
             Err(e) => reply.error(self.fail(&caller, &e)),
         }
     }
@@ -561,12 +469,7 @@ impl Filesystem for ScopeFs {
         reply: ReplyData,
     ) {
         let (_request, caller) = self.enter("read", req);
-        let result = if self.unopened(fh) {
-            self.view.read_node(ino.0, offset, size)
-        } else {
-            self.view.read(fh.0, offset, size)
-        };
-        match result {
+        match self.view.read(ino.0, fh.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(self.fail(&caller, &e)),
         }
@@ -616,14 +519,7 @@ impl Filesystem for ScopeFs {
         reply: ReplyEmpty,
     ) {
         let (_request, caller) = self.enter("fsync", req);
-        let result = if self.unopened(fh) {
-            // A file of a read-only view, opened without the daemon: nothing was written, so
-            // there is nothing to sync once the node is found still visible.
-            self.view.access(ino.0, libc::F_OK)
-        } else {
-            self.view.fsync(fh.0, datasync)
-        };
-        self.empty(reply, result, &caller);
+        self.empty(reply, self.view.fsync(ino.0, fh.0, datasync), &caller);
     }
 
     fn fsyncdir(
@@ -685,13 +581,7 @@ impl Filesystem for ScopeFs {
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let (_request, caller) = self.enter("opendir", req);
-        if self.no_open {
-            return reply.error(Errno::ENOSYS);
-        }
-        match self.view.opendir(ino.0, caller) {
-            Ok(o) => reply.opened(FileHandle(o.fh), self.open_flags(ino, o, true)),
-            Err(e) => reply.error(self.fail(&caller, &e)),
-        }
+        self.opened(reply, self.view.opendir(ino.0, caller), &caller);
     }
 
     fn readdir(
@@ -703,38 +593,15 @@ impl Filesystem for ScopeFs {
         mut reply: ReplyDirectory,
     ) {
         let (_request, caller) = self.enter("readdir", req);
-        let dir = match self.listing(ino, fh, offset) {
-            Ok(dir) => dir,
-            Err(e) => return reply.error(self.fail(&caller, &e)),
-        };
-        // Offsets are dense and synthetic: 1 is ".", 2 is "..", 3.. the visible entries.
-        let dots = [(dir.ino, "."), (dir.parent, "..")];
-        for (i, (ino, dot)) in dots.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*ino), i as u64 + 1, FileType::Directory, dot) {
-                return reply.ok();
-            }
+        let result = self.view.readdir(ino.0, fh.0, offset, |e| {
+            // Without a node the kernel ignores the number; readdirplus or lookup gives it.
+            let node = INodeNo(e.node.unwrap_or(u64::MAX));
+            reply.add(node, e.offset, kind(e.kind), e.name)
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(self.fail(&caller, &e)),
         }
-        let skip = (offset as usize).saturating_sub(2);
-        let items = match self.view.dir_items(&dir) {
-            Ok(items) => items,
-            Err(e) => return reply.error(self.fail(&caller, &e)),
-        };
-        if skip >= items.len() {
-            self.listing_read(fh, ino);
-        }
-        for (i, item) in items.iter().enumerate().skip(skip) {
-            // The kernel ignores the inode number here; readdirplus or lookup gives the real one.
-            let full = reply.add(
-                INodeNo(u64::MAX),
-                i as u64 + 3,
-                kind(item.attr.kind),
-                item.name.as_os_str(),
-            );
-            if full {
-                break;
-            }
-        }
-        reply.ok();
     }
 
     fn readdirplus(
@@ -746,55 +613,22 @@ impl Filesystem for ScopeFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let (_request, caller) = self.enter("readdirplus", req);
-        let dir = match self.listing(ino, fh, offset) {
-            Ok(dir) => dir,
-            Err(e) => return reply.error(self.fail(&caller, &e)),
-        };
-        let dots = [(dir.ino, "."), (dir.parent, "..")];
-        for (i, (ino, dot)) in dots.iter().enumerate().skip(offset as usize) {
-            // The kernel takes no reference on "." and "..", so no lookup is counted.
-            let Ok(st) = self.view.getattr(*ino, None) else {
-                continue;
-            };
-            if reply.add(
-                INodeNo(*ino),
-                i as u64 + 1,
-                dot,
-                &self.cache.ttl(),
-                &attr(&st),
-                Generation(0),
-            ) {
-                return reply.ok();
-            }
+        let result = self.view.readdirplus(ino.0, fh.0, offset, |e| {
+            let (entry, generation) = (&e.entry, Generation(e.entry.generation));
+            let node = INodeNo(entry.ino);
+            reply.add(
+                node,
+                e.offset,
+                e.name,
+                &entry.ttl,
+                &attr(&entry.attr),
+                generation,
+            )
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(self.fail(&caller, &e)),
         }
-        let skip = (offset as usize).saturating_sub(2);
-        let items = match self.view.dir_items(&dir) {
-            Ok(items) => items,
-            Err(e) => return reply.error(self.fail(&caller, &e)),
-        };
-        if skip >= items.len() {
-            self.listing_read(fh, ino);
-        }
-        for (i, item) in items.iter().enumerate().skip(skip) {
-            // An entry removed since the snapshot is left out.
-            let Some(e) = self.view.lookup_item(&dir, item) else {
-                continue;
-            };
-            let full = reply.add(
-                INodeNo(e.ino),
-                i as u64 + 3,
-                item.name.as_os_str(),
-                &self.ttl(Some(dir.ino), e.ino, e.attr.kind),
-                &attr(&e.attr),
-                Generation(0),
-            );
-            if full {
-                // Not sent: give back the reference just taken.
-                self.view.forget(e.ino, 1);
-                break;
-            }
-        }
-        reply.ok();
     }
 
     fn releasedir(
@@ -846,12 +680,8 @@ impl Filesystem for ScopeFs {
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let (_request, caller) = self.enter("getxattr", req);
-        self.xattr(
-            reply,
-            self.view.getxattr(ino.0, name.as_bytes()),
-            size,
-            &caller,
-        );
+        let result = self.view.getxattr(ino.0, name.as_bytes());
+        self.xattr(reply, result, size, &caller);
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
@@ -885,9 +715,9 @@ impl Filesystem for ScopeFs {
             name(name_os).and_then(|n| self.view.create(parent.0, &n, mode, umask, caller));
         match result {
             Ok((e, fh)) => reply.created(
-                &self.ttl(Some(parent.0), e.ino, e.attr.kind),
+                &e.ttl,
                 &attr(&e.attr),
-                Generation(0),
+                Generation(e.generation),
                 FileHandle(fh),
                 FopenFlags::empty(),
             ),
@@ -921,11 +751,8 @@ impl Filesystem for ScopeFs {
         reply: ReplyEmpty,
     ) {
         let (_request, caller) = self.enter("fallocate", req);
-        self.empty(
-            reply,
-            self.view.fallocate(fh.0, mode, offset, length),
-            &caller,
-        );
+        let result = self.view.fallocate(fh.0, mode, offset, length);
+        self.empty(reply, result, &caller);
     }
 
     fn copy_file_range(

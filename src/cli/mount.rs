@@ -404,7 +404,7 @@ pub fn start(prepared: &Prepared, options: &MountOptions) -> CliResult<Started> 
         }
     }
     let view = Arc::new(view.with_cache(options.cache));
-    let fs = ScopeFs::new(view.clone(), options.cache).without_opens(read_only(&prepared.policy));
+    let fs = ScopeFs::new(view.clone());
     let serving = fs.serving();
     let session = if sys::euid() == 0 {
         mount_direct(fs, prepared, options)?

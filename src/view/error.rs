@@ -55,6 +55,10 @@ pub enum FsError {
     /// Past `overlay_bytes` or `overlay_files`.
     #[error("overlay limit reached")]
     NoSpace,
+    /// The kernel need not open files and directories of this view: told so once, it stops
+    /// asking.
+    #[error("opens are not needed")]
+    NoOpen,
     /// A file handle the view did not hand out.
     #[error("bad file handle")]
     BadHandle,
@@ -97,6 +101,7 @@ impl FsError {
             FsError::NotPermitted => libc::EPERM,
             FsError::NoSpace => libc::ENOSPC,
             FsError::NotSupported => libc::EOPNOTSUPP,
+            FsError::NoOpen => libc::ENOSYS,
             FsError::BadHandle => libc::EBADF,
             FsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Refused(refusal) => refusal.error.errno(),

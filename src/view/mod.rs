@@ -5,8 +5,11 @@
 //! operation that takes a node resolves its path afresh and judges it again, so the view follows
 //! changes underneath and never serves what has become hidden. Nothing here knows about fuser.
 
+mod cache;
 mod error;
+mod files;
 mod inodes;
+mod listing;
 mod naming;
 mod scope;
 mod watch;
@@ -16,15 +19,17 @@ use std::collections::HashMap;
 use std::collections::HashSet;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-pub use error::{FsError, FsResult};
+pub use cache::{CacheMode, Features};
+pub use error::{FsError, FsResult, Refusal};
 pub use inodes::ROOT;
+pub use listing::{DirItem, Listed, ListedPlus};
 pub use scope::{Found, HiddenReason, Judged, Scope, Verdict};
 pub use watch::Watches;
 pub use write::{Caller, SetAttr};
@@ -34,89 +39,51 @@ use crate::path::{Name, RelPath};
 use crate::policy::{HardlinkMode, Matcher, WriteMode};
 use crate::sys::{self, FileType, FsStat, Open, Stat};
 use crate::write::WriteLayer;
+use cache::{Negatives, Version};
+use files::KeptRead;
 use inodes::{FileKey, Inodes};
+use listing::DirSnapshot;
 
-/// An entry as the kernel is given it: the node id and its (sanitised) attributes.
+/// An entry as the kernel is given it: the node id, its (sanitised) attributes, how long the
+/// kernel may keep both, and the node's generation.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
     pub ino: u64,
     pub attr: Stat,
+    pub ttl: Duration,
+    pub generation: u64,
 }
 
-/// One listed directory entry.
-#[derive(Debug, Clone)]
-pub struct DirItem {
-    pub name: Name,
+/// Attributes as the kernel is given them (sanitised), and how long it may keep them.
+#[derive(Debug, Clone, Copy)]
+pub struct Attr {
     pub attr: Stat,
-    /// The layer it comes from.
-    pub layer: Layer,
+    pub ttl: Duration,
 }
 
-/// A snapshot of a directory's visible entries, taken at `opendir`.
-#[derive(Debug)]
-pub struct DirSnapshot {
-    /// The directory's own node and its parent, for `.` and `..`.
-    pub ino: u64,
-    pub parent: u64,
-    path: RelPath,
-    /// The entries and the inode table's generation when they were read: on the first
-    /// `readdir`, since a directory the kernel still has cached is never read at all.
-    items: OnceLock<(Vec<DirItem>, u64)>,
+/// What `lookup` found.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup {
+    /// A visible entry.
+    Found(Entry),
+    /// Nothing visible, and the kernel may keep that for `ttl`.
+    Absent { ttl: Duration },
 }
 
-/// How much the kernel may cache (`--cache`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum CacheMode {
-    /// Entries, absences and attributes for a minute where inotify watches cover them (every
-    /// SOURCE directory the kernel holds, on a local file system), and each change underneath
-    /// is told to the kernel at once; for a second elsewhere. File data and listings while
-    /// no change is seen (a notification, or a new mtime, ctime or size).
-    #[default]
-    Auto,
-    /// For a SOURCE that does not change underneath: entries and attributes for a day, file
-    /// data and listings until a change made through the view or a policy reload.
-    Always,
-    /// Nothing: every lookup and attribute goes to the daemon, data is read afresh.
-    Never,
-}
-
-impl CacheMode {
-    /// In `auto`, how long the kernel may keep what watches cover: changes are told to it at
-    /// once, so this bounds only what inotify cannot see (writes through a shared mapping, or
-    /// through a hard link in a directory the view does not hold).
-    pub const WATCHED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
-
-    /// How long the kernel may keep entries and attributes no watch covers.
-    pub fn ttl(self) -> std::time::Duration {
-        match self {
-            CacheMode::Auto => std::time::Duration::from_secs(1),
-            CacheMode::Always => std::time::Duration::from_secs(24 * 3600),
-            CacheMode::Never => std::time::Duration::ZERO,
-        }
-    }
-}
-
-/// What the kernel may keep of an opened file or directory.
+/// An opened file or directory, and what the kernel may keep of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Opened {
     pub fh: u64,
     /// The data (or listing) cached from an earlier open is still right.
     pub keep_cache: bool,
+    /// The kernel may keep a directory's listing across opens.
+    pub cache_listing: bool,
     /// For a file opened for reading, the (device, inode) of the file checked and opened: a
     /// file the kernel reads directly must be this one.
     pub file: Option<(u64, u64)>,
 }
 
-/// The version of a file or directory the kernel's cache was filled from: which object it is
-/// (device and inode), its mtime, ctime and size.
-type Version = (
-    (u64, u64),
-    std::time::SystemTime,
-    std::time::SystemTime,
-    u64,
-);
-
-/// Where writes go (SPEC §3).
+/// Where writes go.
 pub enum Writes {
     /// A read-only view: every change is refused.
     Deny,
@@ -165,12 +132,12 @@ pub struct View {
     /// Per node, the version the kernel last cached data or a listing of.
     versions: Mutex<HashMap<u64, Version>>,
     /// Names the kernel was told are absent and may cache as such, by parent node, so a
-    /// policy reload can make it forget them; at most [`MAX_NEGATIVES`].
+    /// policy reload can make it forget them; at most 100,000.
     negatives: Mutex<Negatives>,
     /// inotify watches on the SOURCE directories the kernel holds (`--cache auto`).
     watches: Option<Watches>,
-    /// Files [`View::read_node`] opened, by node and (device, inode), kept for the next read
-    /// of the same node (a large file comes in many requests); at most [`READ_FILES`].
+    /// Files read without an open handle, by node and (device, inode), kept for the next read
+    /// of the same node (a large file comes in many requests); at most a few.
     reads: Mutex<Vec<KeptRead>>,
     /// Requests that began and that finished changing names (on disk, then in the inode
     /// table): while they differ, a name found gone may only be in the middle of a change.
@@ -187,43 +154,8 @@ impl Drop for NameChange<'_> {
     }
 }
 
-/// A file [`View::read_node`] keeps open: its node, (device, inode) and the file.
-type KeptRead = (u64, (u64, u64), Arc<File>);
-
-/// How many files read without an open handle stay open for the next read.
-const READ_FILES: usize = 8;
-
-/// How many absent names are recorded for a reload to make the kernel forget; past this,
-/// absences are cached only briefly ([`Absence::Brief`]).
-const MAX_NEGATIVES: usize = 100_000;
-
-/// How the kernel may cache an absence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Absence {
-    /// Recorded for a reload: as long as entries are cached.
-    Recorded,
-    /// Not recorded (too many are): for at most [`Absence::BRIEF`], which is as long as a
-    /// reload may leave it standing.
-    Brief,
-}
-
-impl Absence {
-    /// How long an absence past the record's budget may be cached.
-    pub const BRIEF: std::time::Duration = std::time::Duration::from_secs(1);
-}
-
-#[derive(Default)]
-struct Negatives {
-    by_parent: HashMap<u64, HashSet<Name>>,
-    count: usize,
-}
-
 /// Why a name that SOURCE's file system matched to an entry of another name is refused.
 const NOT_OWN_NAME: &str = "the file system found an entry of another name for it";
-
-/// Open flags that ask for write access of some kind.
-const WRITE_FLAGS: i32 =
-    libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_APPEND | libc::O_CREAT;
 
 impl View {
     /// A view of `source` under the compiled policy, writing as `writes` says.
@@ -276,28 +208,6 @@ impl View {
         }
     }
 
-    /// Whether the kernel may keep node `ino` (a child of `parent`, or of its first parent)
-    /// for long: a watch sees every change to it, that is its directory's, and its own if it
-    /// is a directory.
-    pub fn lasting(&self, parent: Option<u64>, ino: u64, dir: bool) -> bool {
-        let Some(watches) = &self.watches else {
-            return false;
-        };
-        let parent = match parent {
-            Some(p) => p,
-            None => match self.inodes.read().parent(ino) {
-                Some(p) => p,
-                None => return false,
-            },
-        };
-        watches.is_watched(parent) && (!dir || watches.is_watched(ino))
-    }
-
-    /// Whether a watch sees every change to directory node `ino` and its entries.
-    pub fn is_watched(&self, ino: u64) -> bool {
-        self.watches.as_ref().is_some_and(|w| w.is_watched(ino))
-    }
-
     /// The watch `id` reported a change: the directory nodes it covers.
     pub fn watched_nodes(&self, id: i32) -> Vec<u64> {
         self.watches
@@ -325,29 +235,11 @@ impl View {
         self.inodes.read().child(parent, name)
     }
 
-    /// Lets the kernel cache as `cache` says.
-    pub fn with_cache(mut self, cache: CacheMode) -> View {
-        self.cache = cache;
-        self
-    }
-
     /// Marks the current request as changing names until the guard is dropped, which must be
     /// after the inode table has been brought in line with the disk.
     pub(crate) fn changing_names(&self) -> NameChange<'_> {
         self.names_changing.fetch_add(1, Ordering::SeqCst);
         NameChange(&self.names_changed)
-    }
-
-    /// Whether the kernel may keep what it cached of node `ino` at its last open, now that it
-    /// is at `st`; records `st` as the version cached from now on.
-    fn keep_cache(&self, ino: u64, st: &Stat) -> bool {
-        let version = ((st.dev, st.ino), st.mtime, st.ctime, st.size);
-        let before = self.versions.lock().insert(ino, version);
-        match self.cache {
-            CacheMode::Never => false,
-            CacheMode::Always => before.is_some(),
-            CacheMode::Auto => before == Some(version),
-        }
     }
 
     /// What the threads serving this view need to reach: SOURCE (to read, or in direct mode to
@@ -541,8 +433,21 @@ impl View {
         Err(FsError::NotFound)
     }
 
-    /// `lookup`: the child `name` of `parent`, if it exists and is visible.
-    pub fn lookup(&self, parent: u64, name: &Name) -> FsResult<Entry> {
+    /// `lookup`: the child `name` of `parent`, if it exists and is visible; else, where the
+    /// kernel may keep the absence, for how long.
+    pub fn lookup(&self, parent: u64, name: &Name) -> FsResult<Lookup> {
+        match self.lookup_entry(parent, name) {
+            Ok(entry) => Ok(Lookup::Found(entry)),
+            Err(e) if e.is_not_found() => match self.absence(parent, name) {
+                Some(ttl) => Ok(Lookup::Absent { ttl }),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The child `name` of `parent`, if it exists and is visible.
+    fn lookup_entry(&self, parent: u64, name: &Name) -> FsResult<Entry> {
         let (path, mut located) = self.locate_child(&self.path(parent)?, name)?;
         let ino =
             self.inodes
@@ -551,10 +456,7 @@ impl View {
         if located.stat.kind == FileType::Dir {
             self.watch_dir(ino, &path, &mut located);
         }
-        Ok(Entry {
-            ino,
-            attr: self.sanitise(ino, located.stat),
-        })
+        Ok(self.entry(Some(parent), ino, located.stat))
     }
 
     /// Puts a new policy in force. The caller then makes the kernel forget what it cached
@@ -582,39 +484,6 @@ impl View {
         entries
     }
 
-    /// Whether, and how, the kernel may cache that `parent` has no (visible) entry `name`. Only
-    /// in a read-only view (in a writable one the kernel keeps its own entries in step with the
-    /// changes it makes), never with an audit log, which must see every probe of a hidden name,
-    /// nor with `--cache never`. The first 100,000 are recorded for [`View::reload`];
-    /// past them an absence is still cached, briefly: were it not cached at all, a process
-    /// could probe the same name again and again and time the daemon's answers, which differ a
-    /// little between a name that is hidden and one that is missing.
-    pub fn absence_cacheable(&self, parent: u64, name: &Name) -> Option<Absence> {
-        if self.layer().is_some() || self.audit.is_some() || self.cache == CacheMode::Never {
-            return None;
-        }
-        let mut negatives = self.negatives.lock();
-        if negatives
-            .by_parent
-            .get(&parent)
-            .is_some_and(|names| names.contains(name))
-        {
-            return Some(Absence::Recorded);
-        }
-        if negatives.count >= MAX_NEGATIVES {
-            return Some(Absence::Brief);
-        }
-        if negatives
-            .by_parent
-            .entry(parent)
-            .or_default()
-            .insert(name.clone())
-        {
-            negatives.count += 1;
-        }
-        Some(Absence::Recorded)
-    }
-
     /// `forget`: the kernel dropped `n` references to `ino`.
     pub fn forget(&self, ino: u64, n: u64) {
         let mut inodes = self.inodes.write();
@@ -637,7 +506,12 @@ impl View {
     /// was removed still answers. The kernel names none for `fstat`, so a node that lost every
     /// name answers through any file opened on it (POSIX: an unlinked open file lives on, with
     /// a link count of 0).
-    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> FsResult<Stat> {
+    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> FsResult<Attr> {
+        Ok(self.attr(ino, self.stat_of(ino, fh)?))
+    }
+
+    /// The attributes [`View::getattr`] gives.
+    fn stat_of(&self, ino: u64, fh: Option<u64>) -> FsResult<Stat> {
         if let Some(handle) = fh.and_then(|fh| self.files.lock().get(&fh).cloned()) {
             return Ok(self.sanitise(ino, sys::fstat(handle.file.as_fd())?));
         }
@@ -658,116 +532,6 @@ impl View {
             return Err(FsError::Invalid);
         }
         Ok(sys::readlink(located.fd.as_fd())?)
-    }
-
-    /// `open` of a regular file. Write access copies the file up first in overlay mode and is
-    /// refused in a read-only view.
-    pub fn open(&self, ino: u64, flags: i32, caller: Caller) -> FsResult<Opened> {
-        let file = if flags & WRITE_FLAGS != 0 {
-            self.versions.lock().remove(&ino);
-            self.open_for_write(ino)?
-        } else {
-            let (path, located) = self.node(ino)?;
-            if located.stat.kind != FileType::File {
-                return Err(FsError::Access);
-            }
-            // The file checked, through its own descriptor: its name may lead elsewhere by now.
-            let root = self.layer_root(located.layer);
-            let file = sys::reopen_regular(root, &path, located.fd.as_fd(), &located.stat, false)
-                .map_err(FsError::resolving)?;
-            self.read_of(&caller, &path);
-            let keep_cache = self.keep_cache(ino, &located.stat);
-            let fh = self.add_handle(Handle {
-                file,
-                node: ino,
-                counted: located.layer == Layer::Upper,
-                path: None,
-            });
-            let file = Some((located.stat.dev, located.stat.ino));
-            return Ok(Opened {
-                fh,
-                keep_cache,
-                file,
-            });
-        };
-        Ok(Opened {
-            fh: self.add_handle(file),
-            keep_cache: false,
-            file: None,
-        })
-    }
-
-    fn add_handle(&self, handle: Handle) -> u64 {
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.files.lock().insert(fh, Arc::new(handle));
-        fh
-    }
-
-    /// A new descriptor of the file open as handle `fh`, for the kernel to read it directly.
-    pub fn handle_fd(&self, fh: u64) -> FsResult<OwnedFd> {
-        Ok(self.handle(fh)?.file.as_fd().try_clone_to_owned()?)
-    }
-
-    fn handle(&self, fh: u64) -> FsResult<Arc<Handle>> {
-        self.files
-            .lock()
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle)
-    }
-
-    /// `read` from an open file.
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        read_full(&self.handle(fh)?.file, offset, size)
-    }
-
-    /// `read` of node `ino` without an open handle (the kernel stopped sending `open`, which
-    /// it does only for a read-only mount): the node is located, checked and opened afresh,
-    /// so every read the kernel cannot answer from its cache is decided as an open would be.
-    pub fn read_node(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        let (path, located) = self.node(ino)?;
-        if located.stat.kind != FileType::File {
-            return Err(FsError::Access);
-        }
-        // The file the node's path holds now, checked as an open would be: reused when the
-        // last read of this node opened that very file.
-        let id = (located.stat.dev, located.stat.ino);
-        let kept = self
-            .reads
-            .lock()
-            .iter()
-            .find(|(node, file, _)| *node == ino && *file == id)
-            .map(|(_, _, file)| file.clone());
-        let file = match kept {
-            Some(file) => file,
-            None => {
-                let root = self.layer_root(located.layer);
-                let file =
-                    sys::reopen_regular(root, &path, located.fd.as_fd(), &located.stat, false)
-                        .map_err(FsError::resolving)?;
-                let file = Arc::new(file);
-                let mut reads = self.reads.lock();
-                reads.retain(|(node, _, _)| *node != ino);
-                if reads.len() >= READ_FILES {
-                    reads.remove(0);
-                }
-                reads.push((ino, id, file.clone()));
-                file
-            }
-        };
-        read_full(&file, offset, size)
-    }
-
-    /// `release` of an open file.
-    pub fn release(&self, fh: u64) {
-        self.files.lock().remove(&fh);
-    }
-
-    /// The kernel's node `ino` stands for a file its names no longer lead to (the kernel reads
-    /// that file directly, on behalf of files still open): its names are dropped, so the next
-    /// lookup of any of them makes a new node for the file it leads to now.
-    pub fn retire(&self, ino: u64) {
-        self.inodes.write().retire(ino);
     }
 
     /// The visible entries of the directory at `path`, merged across layers: the write layer's
@@ -814,110 +578,6 @@ impl View {
             }
         }
         Ok(out)
-    }
-
-    /// `opendir`: snapshots the visible entries.
-    pub fn opendir(&self, ino: u64, caller: Caller) -> FsResult<Opened> {
-        let (dir, located) = self.snapshot(ino)?;
-        self.read_of(&caller, &dir.path);
-        let keep_cache = self.keep_cache(ino, &located.stat);
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.dirs.lock().insert(fh, Arc::new(dir));
-        Ok(Opened {
-            fh,
-            keep_cache,
-            file: None,
-        })
-    }
-
-    /// A snapshot, not yet read, of directory node `ino`, with what its path holds now.
-    fn snapshot(&self, ino: u64) -> FsResult<(DirSnapshot, Located)> {
-        let (path, located) = self.node(ino)?;
-        if located.stat.kind != FileType::Dir {
-            return Err(FsError::NotDir);
-        }
-        let parent = self.inodes.read().parent(ino).unwrap_or(ROOT);
-        let dir = DirSnapshot {
-            ino,
-            parent,
-            path,
-            items: OnceLock::new(),
-        };
-        Ok((dir, located))
-    }
-
-    /// The entries of an open directory, read on the first call.
-    pub fn dir_items<'a>(&self, dir: &'a DirSnapshot) -> FsResult<&'a [DirItem]> {
-        if let Some((items, _)) = dir.items.get() {
-            return Ok(items);
-        }
-        let generation = self.inodes.read().generation();
-        let located = self.locate(&dir.path)?;
-        let items = self.list(&dir.path, &located)?;
-        Ok(&dir.items.get_or_init(|| (items, generation)).0)
-    }
-
-    /// The listing of directory node `ino` read without an open handle: a new one when the
-    /// kernel starts at `offset` 0, else the one it is part way through.
-    pub fn listing(&self, ino: u64, offset: u64) -> FsResult<Arc<DirSnapshot>> {
-        if offset > 0
-            && let Some(dir) = self.listings.lock().get(&ino)
-        {
-            return Ok(dir.clone());
-        }
-        let dir = Arc::new(self.snapshot(ino)?.0);
-        self.listings.lock().insert(ino, dir.clone());
-        Ok(dir)
-    }
-
-    /// The kernel has read all of the listing of `ino` it started.
-    pub fn listing_done(&self, ino: u64) {
-        self.listings.lock().remove(&ino);
-    }
-
-    /// The snapshot of an open directory.
-    pub fn dir(&self, fh: u64) -> FsResult<Arc<DirSnapshot>> {
-        self.dirs.lock().get(&fh).cloned().ok_or(FsError::BadHandle)
-    }
-
-    /// For `readdirplus`: the entry of a listed item, counted as a kernel lookup; `None` when
-    /// the item is gone. A snapshot older than a removal or rename made through the view is
-    /// looked at again (the kernel holds the directory against changes while it reads it), so
-    /// the kernel is never handed an entry for a name that no longer exists, or the node of
-    /// another file.
-    pub fn lookup_item(&self, dir: &DirSnapshot, item: &DirItem) -> Option<Entry> {
-        let (mut attr, mut layer) = (item.attr, item.layer);
-        let listed = dir.items.get().map_or(0, |(_, generation)| *generation);
-        let stale = self.inodes.read().generation() != listed;
-        // A directory handed to the kernel is watched, as at lookup.
-        let watch = self.watches.is_some() && attr.kind == FileType::Dir;
-        let mut found = None;
-        if stale || watch {
-            let path = self.path(dir.ino).ok()?.join(&item.name);
-            let now = self.locate(&path).ok()?;
-            attr = now.stat;
-            layer = now.layer;
-            found = Some((path, now));
-        }
-        let ino = self
-            .inodes
-            .write()
-            .lookup(dir.ino, &item.name, Self::file_key(layer, &attr));
-        if let Some((path, mut located)) = found
-            && located.stat.kind == FileType::Dir
-        {
-            self.watch_dir(ino, &path, &mut located);
-            attr = located.stat;
-        }
-        Some(Entry {
-            ino,
-            attr: self.sanitise(ino, attr),
-        })
-    }
-
-    /// `releasedir`.
-    pub fn releasedir(&self, fh: u64) {
-        self.dirs.lock().remove(&fh);
     }
 
     /// `statfs`: SOURCE's space, with synthetic file counts (they would count hidden files).
@@ -977,23 +637,4 @@ impl View {
         }
         Ok(())
     }
-}
-
-/// Up to `size` bytes of `file` from `offset`; fewer only at the end of the file.
-fn read_full(file: &File, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-    let mut buf = vec![0u8; size as usize];
-    let mut done = 0;
-    while done < buf.len() {
-        let Some(rest) = buf.get_mut(done..) else {
-            break;
-        };
-        match file.read_at(rest, offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    buf.truncate(done);
-    Ok(buf)
 }

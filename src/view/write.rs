@@ -13,7 +13,7 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 
-use super::{Entry, FsError, FsResult, Handle, Located, View, Writes};
+use super::{Attr, Entry, FsError, FsResult, Handle, Located, View, Writes};
 use crate::path::{Name, RelPath};
 use crate::policy::{Decision, Kind, Writability};
 use crate::sys::write::{self as w, SetTime};
@@ -218,10 +218,7 @@ impl View {
             self.inodes
                 .write()
                 .lookup(parent, name, Self::file_key(located.layer, &located.stat));
-        Ok(Entry {
-            ino,
-            attr: self.sanitise(ino, located.stat),
-        })
+        Ok(self.entry(Some(parent), ino, located.stat))
     }
 
     /// Makes the new entry `new` as `name` of `parent` (at `path` in the directory `dir`),
@@ -564,9 +561,14 @@ impl View {
         Ok(())
     }
 
-    /// `fsync`: the file's data and, where the layer keeps a copy (overlay mode), the
-    /// directory entry of that copy.
-    pub fn fsync(&self, fh: u64, data_only: bool) -> FsResult<()> {
+    /// `fsync` of node `ino` open as `fh`: the file's data and, in overlay mode, the directory
+    /// entry of its copy.
+    pub fn fsync(&self, ino: u64, fh: u64, data_only: bool) -> FsResult<()> {
+        if self.unopened(fh) {
+            // A file of a read-only view, opened without the daemon: nothing was written, so
+            // there is nothing to sync once the node is found still visible.
+            return self.access(ino, libc::F_OK);
+        }
         let handle = self.handle(fh)?;
         w::fsync(handle.file.as_fd(), data_only).map_err(io)?;
         if let (Some(layer), Some(path)) = (self.layer(), &handle.path) {
@@ -593,7 +595,7 @@ impl View {
         set: SetAttr,
         fh: Option<u64>,
         caller: Caller,
-    ) -> FsResult<Stat> {
+    ) -> FsResult<Attr> {
         let (path, located) = self.writable_node(ino)?;
         if path.is_root() {
             return Err(FsError::NotPermitted);
@@ -653,7 +655,7 @@ impl View {
             Target::ByName(..) => self.locate(&path)?.stat,
             Target::InPlace => sys::fstat(fd)?,
         };
-        Ok(self.sanitise(ino, stat))
+        Ok(self.attr(ino, self.sanitise(ino, stat)))
     }
 
     /// `setxattr` and `removexattr` (`value` `None`): only `user.*` attributes.
