@@ -12,7 +12,6 @@ pub mod confine;
 pub mod error;
 pub mod fuse;
 pub mod overlay;
-pub mod passthrough;
 pub mod path;
 pub mod policy;
 #[allow(unsafe_code)]

@@ -1,14 +1,15 @@
 //! The adapter between fuser and the [`View`]: each handler converts the kernel's arguments,
-//! calls one view method and replies. No locks and no policy logic live here; every failure
-//! goes out through `fail`, which logs it at its level.
+//! calls one view method and replies. No locks, no cache and no policy decision live here (the
+//! view decides what the kernel may keep, which features it is asked for and whether opens are
+//! needed); every failure goes out through one method, `fail`, which logs it at its level and
+//! writes a refusal of the policy to the audit log.
 
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
@@ -18,7 +19,8 @@ use fuser::{
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::passthrough::{Attached, Backings, FileId};
+use super::passthrough::{Attached, Backings, FileId};
+use super::session::{Served, Serving};
 use crate::path::{Name, NameError};
 use crate::sys::write::SetTime;
 use crate::sys::{self, Stat};
@@ -26,53 +28,6 @@ use crate::view::{Attr, Caller, Entry, FsError, FsResult, Lookup, Opened, SetAtt
 
 /// Synthetic inode counts for `statfs`: the real ones would count hidden files.
 const STATFS_FILES: u64 = 1 << 32;
-
-/// How long the requests being served must have been none before an unmount goes ahead.
-const SETTLE: Duration = Duration::from_millis(5);
-
-/// Counts the requests the daemon has taken and not yet answered. An unmount ends the kernel's
-/// side of the connection at once, and a reply written after that fails (fuser logs each such
-/// failure as an error, on the terminal of `run` or a foreground mount), so the unmount first
-/// lets the requests in hand be answered.
-#[derive(Debug, Clone, Default)]
-pub struct Serving(Arc<AtomicUsize>);
-
-/// One request being served, counted until dropped.
-struct Served<'a>(&'a AtomicUsize);
-
-impl Drop for Served<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl Serving {
-    fn enter(&self) -> Served<'_> {
-        self.0.fetch_add(1, Ordering::AcqRel);
-        Served(&self.0)
-    }
-
-    /// Waits, for at most `limit`, until no request has been in hand for a few milliseconds;
-    /// whether that happened.
-    pub fn wait_idle(&self, limit: Duration) -> bool {
-        let start = Instant::now();
-        let mut idle_since: Option<Instant> = None;
-        loop {
-            if self.0.load(Ordering::Acquire) == 0 {
-                let since = *idle_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= SETTLE {
-                    return true;
-                }
-            } else {
-                idle_since = None;
-            }
-            if start.elapsed() >= limit {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
 
 /// The fuser file system: a [`View`] behind the kernel protocol.
 pub struct ScopeFs {
@@ -772,133 +727,5 @@ impl Filesystem for ScopeFs {
         // Not offered: the kernel remembers and falls back to reads and writes, which the view
         // checks.
         reply.error(Errno::from_i32(libc::ENOSYS));
-    }
-}
-
-/// Tells the kernel of every change the view's watches report, so that what it caches for
-/// long never outlives a change made underneath. Returns when the view is gone; if events
-/// can no longer be read, the watches are given up (short cache times from then on) and the
-/// kernel forgets everything it cached.
-pub fn follow_changes(mut inotify: inotify::Inotify, view: Weak<View>, notifier: fuser::Notifier) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let events = match inotify.read_events_blocking(&mut buffer) {
-            Ok(events) => events,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read changes under SOURCE; caching briefly from now on");
-                if let Some(view) = view.upgrade() {
-                    view.abandon_watches();
-                    forget_everything(&view, &notifier);
-                }
-                return;
-            }
-        };
-        let Some(view) = view.upgrade() else {
-            return;
-        };
-        for event in events {
-            changed(&view, &notifier, &event);
-        }
-    }
-}
-
-/// One reported change. Notifications about what the kernel does not hold fail with ENOENT,
-/// which is ignored.
-fn changed(view: &View, notifier: &fuser::Notifier, event: &inotify::Event<&OsStr>) {
-    use inotify::EventMask;
-    if event.mask.contains(EventMask::Q_OVERFLOW) {
-        tracing::info!(
-            "changes under SOURCE came too fast to follow; the kernel forgets its cache"
-        );
-        forget_everything(view, notifier);
-        return;
-    }
-    let id = event.wd.get_watch_descriptor_id();
-    let dirs = view.watched_nodes(id);
-    if event.mask.contains(EventMask::IGNORED) {
-        view.watch_ended(id);
-    }
-    let renamed = EventMask::CREATE
-        | EventMask::DELETE
-        | EventMask::MOVED_FROM
-        | EventMask::MOVED_TO
-        | EventMask::IGNORED;
-    for dir in dirs {
-        let child = event.name.and_then(|n| Name::from_os(n).ok());
-        match child {
-            _ if event.mask.intersects(renamed) => {
-                if let Some(name) = &child {
-                    let _ = notifier.inval_entry(INodeNo(dir), name.as_os_str());
-                }
-                // Its attributes and cached listing.
-                let _ = notifier.inval_inode(INodeNo(dir), 0, 0);
-            }
-            None => {
-                let _ = notifier.inval_inode(INodeNo(dir), -1, 0);
-            }
-            Some(name) => {
-                if let Some(node) = view.child(dir, &name) {
-                    // Data too when it was written; attributes alone otherwise.
-                    let offset = if event.mask.contains(EventMask::MODIFY) {
-                        0
-                    } else {
-                        -1
-                    };
-                    let _ = notifier.inval_inode(INodeNo(node), offset, 0);
-                }
-            }
-        }
-    }
-}
-
-/// Makes the kernel forget every entry it may have cached, present or absent, and the
-/// attributes, data and listings of every node it holds. Returns how many entries it was told of.
-pub fn forget_everything(view: &View, notifier: &fuser::Notifier) -> usize {
-    let names = view.cached_names();
-    for (parent, name) in &names {
-        // ENOENT only means the kernel had already dropped it.
-        let _ = notifier.inval_entry(INodeNo(*parent), name.as_os_str());
-    }
-    for node in view.nodes() {
-        let _ = notifier.inval_inode(INodeNo(node), 0, 0);
-    }
-    names.len()
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_unmount_waits_for_the_requests_in_hand() {
-        let serving = Serving::default();
-        assert!(serving.wait_idle(Duration::from_secs(1)), "nothing in hand");
-        let taken = serving.enter();
-        assert!(
-            !serving.wait_idle(Duration::from_millis(20)),
-            "a request in hand was not waited for"
-        );
-        // Both ends are read on one clock, around the answer itself, so a waiter that starts
-        // late (a loaded machine) cannot make the check fail, and one that returns before the
-        // answer always does.
-        let (idle, answered, returned) = std::thread::scope(|s| {
-            let waiter = s.spawn(|| {
-                let idle = serving.wait_idle(Duration::from_secs(5));
-                (idle, Instant::now())
-            });
-            std::thread::sleep(Duration::from_millis(50));
-            let answered = Instant::now();
-            drop(taken);
-            let (idle, returned) = waiter.join().unwrap();
-            (idle, answered, returned)
-        });
-        assert!(idle, "the wait gave up with the request answered");
-        assert!(
-            returned >= answered + SETTLE,
-            "the wait ended {:?} before the request was answered and settled",
-            (answered + SETTLE).saturating_duration_since(returned)
-        );
     }
 }
