@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod cli;
 pub mod confine;
+pub mod daemon;
 pub mod error;
 pub mod fuse;
 pub mod overlay;

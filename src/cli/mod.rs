@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult, ExitCode};
 use crate::policy::{Overrides, WriteMode};
 
 pub mod apply;
@@ -126,7 +126,6 @@ impl From<WriteModeArg> for WriteMode {
     }
 }
 
-/// Runs one parsed command line.
 /// The argument that makes scopefs read its real arguments from standard input: how `mount`
 /// starts its detached daemon without putting the policy flags on a command line.
 pub const ARGS_ON_STDIN: &str = "--args-on-stdin";
@@ -179,6 +178,21 @@ pub fn hide_arguments() {
     }
 }
 
+impl From<crate::daemon::Error> for CliError {
+    fn from(err: crate::daemon::Error) -> Self {
+        use crate::daemon::Error;
+        let code = match &err {
+            Error::Policy(_) | Error::Input(_) | Error::Overlay(_) => ExitCode::Usage,
+            Error::System(_) => ExitCode::Runtime,
+        };
+        CliError {
+            code,
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Runs one parsed command line.
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Mount(cmd) => cmd.run(),

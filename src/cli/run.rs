@@ -13,11 +13,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
-use super::mount::{self, MountOptions};
 use crate::cli::PolicyArgs;
+use crate::daemon::{self, Control, Daemon, OnStop};
 use crate::error::{CliError, CliResult};
 use crate::policy::{Policy, WriteMode};
 use crate::sys;
@@ -76,7 +74,7 @@ impl RunCmd {
         // The command is contained in a user namespace: fail now, with nothing mounted, where
         // the host forbids them.
         sys::ns::probe_userns().map_err(|e| CliError::runtime(sys::ns::refusal(&e)))?;
-        if sys::euid() != 0 && mount::fuse_device_opens() {
+        if sys::euid() != 0 && daemon::fuse_device_opens() {
             // Inside the namespace, owners it does not map cannot be told apart: the overlay's
             // place is judged now, with the real ids.
             if let Some(dir) = policy.overlay_dir() {
@@ -116,48 +114,29 @@ impl RunCmd {
             (None, Some(dir)) => dir.path().to_path_buf(),
             (None, None) => return Err(CliError::runtime("no mountpoint")),
         };
-        let prepared = mount::prepare(&self.policy, &self.source, &mountpoint)?;
-        let options = MountOptions {
+        let prepared = daemon::prepare(&self.policy.overrides(), &self.source, &mountpoint)?;
+        let options = daemon::Options {
             // Another user enters the view only with allow_other (and the kernel's checks).
             allow_other: self.allow_other || user.is_some(),
             threads: self.threads,
             cache: self.cache,
-            ..MountOptions::default()
         };
-        let started = mount::start(&prepared, &options)?;
-        let notifier = started.session.notifier();
-        let view = started.view;
-        let started_audit = started.audit;
-        let session = started.session;
-        let serving = view.clone();
-        let changes = started.changes;
-        let in_hand = started.serving;
-        let changes_notifier = session.notifier();
+        let daemon = Daemon::start(&prepared, &options)?;
+        let control = daemon.control();
         // Only the serving threads are confined: this thread must still start the command
         // (which inherits nothing of it) and unmount.
-        let background = std::thread::Builder::new()
-            .name("scopefs-session".into())
-            .spawn(move || {
-                crate::confine::restrict_thread_or_warn(&serving.confinement());
-                mount::Started::follow_changes(changes, &serving, changes_notifier);
-                drop(serving);
-                session.run()
-            })
-            .map_err(|e| CliError::runtime(format!("cannot start serving the view: {e}")))?;
+        let background = daemon.serve_in_background()?;
 
         let spec = self.spec(&prepared, scratch.path(), user);
-        let status = spec.and_then(|spec| self.spawn_and_wait(spec, &view, &notifier));
+        let status = spec.and_then(|spec| self.spawn_and_wait(spec, &control));
 
-        mount::unmount_view(&prepared.mountpoint, &in_hand);
+        control.shutdown();
         match background.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "the file system thread ended with an error"),
             Err(_) => tracing::error!("the file system thread panicked"),
         }
-        if let Some(audit) = &started_audit {
-            audit.close();
-        }
-        drop(view);
+        drop(control);
         if let Some(overlay) = &self.policy.overlay {
             if prepared.policy.write_mode() == WriteMode::Overlay {
                 print_summary(overlay);
@@ -199,7 +178,7 @@ impl RunCmd {
     /// the scratch directory, overlay and audit log out of reach, the working directory.
     fn spec(
         &self,
-        prepared: &mount::Prepared,
+        prepared: &daemon::Prepared,
         scratch: &Path,
         user: Option<Identity>,
     ) -> CliResult<Spec> {
@@ -251,12 +230,7 @@ impl RunCmd {
 
     /// Starts the command contained, passes on SIGINT/SIGTERM (and reloads the policy on
     /// SIGHUP) while it runs, and returns its exit status.
-    fn spawn_and_wait(
-        &self,
-        spec: Spec,
-        view: &std::sync::Arc<crate::view::View>,
-        notifier: &fuser::Notifier,
-    ) -> CliResult<i32> {
+    fn spawn_and_wait(&self, spec: Spec, control: &std::sync::Arc<Control>) -> CliResult<i32> {
         let (report, report_fd) = sys::spawn::report_pipe()
             .map_err(|e| CliError::runtime(format!("cannot make a pipe: {e}")))?;
         let args = super::contain::arguments(&spec, report_fd.as_raw_fd());
@@ -269,23 +243,7 @@ impl RunCmd {
         let env = [(std::ffi::OsStr::new("SCOPEFS_VIEW"), shown_view.as_os_str())];
         let mut child = sys::spawn::contained(&args, &env, report_fd)
             .map_err(|e| CliError::runtime(format!("cannot start the command's container: {e}")))?;
-        let pid = child.id();
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
-            .map_err(|e| CliError::runtime(format!("cannot handle signals: {e}")))?;
-        let handle = signals.handle();
-        let view = view.clone();
-        let notifier = notifier.clone();
-        let policy_args = self.policy.clone();
-        let write_mode = view.write_mode();
-        let forwarder = std::thread::spawn(move || {
-            for signal in signals.forever() {
-                if signal == SIGHUP {
-                    mount::reload(&view, &notifier, &policy_args, write_mode);
-                } else if let Err(e) = sys::spawn::kill(pid, signal) {
-                    tracing::debug!(error = %e, signal, "the command is already gone");
-                }
-            }
-        });
+        let signals = daemon::handle_signals(control.clone(), OnStop::PassOn(child.id()))?;
         let started = match Report::read(report) {
             Some(Report::Started) => Ok(()),
             Some(Report::Failed(message)) => Err(CliError::runtime(message)),
@@ -301,8 +259,7 @@ impl RunCmd {
         let status = child
             .wait()
             .map_err(|e| CliError::runtime(format!("cannot wait for the command: {e}")));
-        handle.close();
-        let _ = forwarder.join();
+        signals.stop();
         started?;
         let status = status?;
         Ok(match (status.code(), status.signal()) {

@@ -2,7 +2,8 @@
 //!
 //! - [`adapter`]: [`ScopeFs`], the `fuser::Filesystem` over the [`View`](crate::view::View):
 //!   each handler decodes the request, makes one call into the view and replies.
-//! - [`session`]: the drain of the requests in hand before an unmount.
+//! - [`session`]: mounting the view, the session that serves it, the drain of the requests in
+//!   hand, and the unmount.
 //! - [`notify`]: the changes the view's watches see under SOURCE, turned into kernel
 //!   invalidations.
 //! - [`passthrough`]: the backing files the kernel reads directly in a read-only view.
@@ -16,4 +17,4 @@ pub mod session;
 
 pub use adapter::ScopeFs;
 pub use notify::{follow_changes, forget_everything};
-pub use session::Serving;
+pub use session::{MountConfig, MountError, Serving, mount, unmount};
