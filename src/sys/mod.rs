@@ -5,6 +5,10 @@
 //! every other call here takes a descriptor plus at most one validated [`Name`]. No path string
 //! from the kernel ever reaches a syscall from the host's root, and nothing here follows a
 //! symlink. This module knows nothing of the policy or of FUSE.
+//!
+//! System calls go through `rustix`, which wraps them safely; what it lacks (`fchmodat2` on a
+//! descriptor, `mount_setattr`, the raw `clone` of a user namespace, a process's argument area)
+//! is called here through `libc`, each `unsafe` block with the invariant it relies on.
 
 pub mod contain;
 pub mod fusermount;
@@ -14,22 +18,21 @@ pub mod spawn;
 pub mod tree;
 pub mod write;
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+
 use crate::path::{Name, RelPath};
 
-fn cstring(bytes: &[u8]) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
+/// A failed `libc` call's error, for what `rustix` does not wrap.
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -38,29 +41,11 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn check_size(ret: libc::ssize_t) -> io::Result<usize> {
-    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
-}
-
-/// Wraps a descriptor number a syscall just returned.
-fn owned(fd: RawFd) -> OwnedFd {
-    // SAFETY: `fd` was just returned by a successful open-like syscall, so it is a valid
-    // descriptor that nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
 /// Opens a directory named by the user on the command line (SOURCE), as an `O_PATH` anchor
 /// for every later [`resolve`]. This is the one open by host path: the user chose it.
 pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
-    let c = cstring(path.as_os_str().as_bytes())?;
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-    let fd = check(unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    })?;
-    Ok(owned(fd))
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(path, flags, Mode::empty())?)
 }
 
 /// How [`resolve`] opens the final component.
@@ -77,9 +62,9 @@ pub enum Open {
 /// fails with `ELOOP`; with [`Open::Path`] a symlink as the last component is opened itself.
 pub fn resolve(root: BorrowedFd<'_>, rel: &RelPath, how: Open) -> io::Result<OwnedFd> {
     let flags = match how {
-        Open::Path => libc::O_PATH | libc::O_NOFOLLOW,
-        Open::Dir => libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-    } | libc::O_CLOEXEC;
+        Open::Path => OFlags::PATH | OFlags::NOFOLLOW,
+        Open::Dir => OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+    } | OFlags::CLOEXEC;
     let bytes = rel.as_bytes();
     if bytes.len() < CHUNK {
         return openat2(root, rel.as_os_str(), flags);
@@ -97,7 +82,7 @@ pub fn resolve(root: BorrowedFd<'_>, rel: &RelPath, how: Open) -> io::Result<Own
         let step = openat2(
             base,
             OsStr::from_bytes(head),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         )?;
         dir = Some(step);
         rest = tail.get(1..).unwrap_or_default();
@@ -109,41 +94,14 @@ pub fn resolve(root: BorrowedFd<'_>, rel: &RelPath, how: Open) -> io::Result<Own
 /// Paths this long or longer are resolved in several steps (PATH_MAX is 4096).
 const CHUNK: usize = 4000;
 
-/// `struct open_how` of linux/openat2.h (libc's is non-exhaustive, so it cannot be built here).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-fn openat2(dir: BorrowedFd<'_>, path: &OsStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let c = cstring(path.as_bytes())?;
-    let how = OpenHow {
-        flags: flags as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
-    };
+/// `openat2(dir, path, flags, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`.
+fn openat2(dir: BorrowedFd<'_>, path: &OsStr, flags: OFlags) -> io::Result<OwnedFd> {
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     // The kernel returns EAGAIN when a concurrent rename raced the lookup; retry a few times.
     for _ in 0..16 {
-        // SAFETY: `c` and `how` are valid for the duration of the call and `size` is the size
-        // of the struct passed.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if ret >= 0 {
-            let fd = RawFd::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EIO))?;
-            return Ok(owned(fd));
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EAGAIN) {
-            return Err(err);
+        match rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::AGAIN) => {}
+            result => return Ok(result?),
         }
     }
     Err(io::Error::from_raw_os_error(libc::EAGAIN))
@@ -151,16 +109,13 @@ fn openat2(dir: BorrowedFd<'_>, path: &OsStr, flags: libc::c_int) -> io::Result<
 
 /// Opens one child `name` of the directory `dir` as a directory, without following symlinks.
 pub fn open_child_dir(dir: BorrowedFd<'_>, name: &Name) -> io::Result<OwnedFd> {
-    let c = cstring(name.as_bytes())?;
-    // SAFETY: `c` is a valid C string; `dir` is a live descriptor.
-    let fd = check(unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    })?;
-    Ok(owned(fd))
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(
+        dir,
+        name.as_bytes(),
+        flags,
+        Mode::empty(),
+    )?)
 }
 
 /// The kind of a file system object.
@@ -219,7 +174,7 @@ fn time(sec: i64, nsec: i64) -> SystemTime {
 }
 
 impl Stat {
-    fn from_raw(st: &libc::stat64) -> io::Result<Self> {
+    fn from_raw(st: &rustix::fs::Stat) -> io::Result<Self> {
         let kind = FileType::from_mode(st.st_mode)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EIO))?;
         Ok(Stat {
@@ -234,37 +189,30 @@ impl Stat {
             size: u64::try_from(st.st_size).unwrap_or(0),
             blocks: u64::try_from(st.st_blocks).unwrap_or(0),
             blksize: u32::try_from(st.st_blksize).unwrap_or(4096),
-            atime: time(st.st_atime, st.st_atime_nsec),
-            mtime: time(st.st_mtime, st.st_mtime_nsec),
-            ctime: time(st.st_ctime, st.st_ctime_nsec),
+            atime: time(st.st_atime, nanos(st.st_atime_nsec)),
+            mtime: time(st.st_mtime, nanos(st.st_mtime_nsec)),
+            ctime: time(st.st_ctime, nanos(st.st_ctime_nsec)),
         })
     }
 }
 
+/// The nanoseconds of a time in `stat`, whose type differs between architectures.
+fn nanos(nsec: impl TryInto<i64>) -> i64 {
+    nsec.try_into().unwrap_or(0)
+}
+
 /// `fstat` of a descriptor (an `O_PATH` one included).
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
-    let mut st = MaybeUninit::<libc::stat64>::uninit();
-    // SAFETY: `st` is a writable buffer of the right type; on success the kernel filled it.
-    check(unsafe { libc::fstat64(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: fstat64 returned success, so the buffer is initialised.
-    Stat::from_raw(unsafe { st.assume_init_ref() })
+    Stat::from_raw(&rustix::fs::fstat(fd)?)
 }
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`: one component, never following a symlink.
 pub fn stat_at(dir: BorrowedFd<'_>, name: &Name) -> io::Result<Stat> {
-    let c = cstring(name.as_bytes())?;
-    let mut st = MaybeUninit::<libc::stat64>::uninit();
-    // SAFETY: `c` is a valid C string, `st` a writable buffer of the right type.
-    check(unsafe {
-        libc::fstatat64(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })?;
-    // SAFETY: fstatat64 returned success, so the buffer is initialised.
-    Stat::from_raw(unsafe { st.assume_init_ref() })
+    Stat::from_raw(&rustix::fs::statat(
+        dir,
+        name.as_bytes(),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
 }
 
 /// The target of the symlink that `fd` (opened with `O_PATH | O_NOFOLLOW`) refers to.
@@ -274,21 +222,12 @@ pub fn readlink(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
 
 /// The target of the symlink `name` in the directory `dir`.
 pub fn readlink_child(dir: BorrowedFd<'_>, name: &Name) -> io::Result<Vec<u8>> {
-    let c = cstring(name.as_bytes())?;
-    readlink_at(dir, &c)
+    readlink_at(dir, name.as_bytes())
 }
 
-fn readlink_at(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {
+fn readlink_at(fd: BorrowedFd<'_>, name: impl rustix::path::Arg) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
-    // SAFETY: `buf` is writable for `buf.len()` bytes and `name` is a valid C string.
-    let n = check_size(unsafe {
-        libc::readlinkat(
-            fd.as_raw_fd(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    })?;
+    let n = rustix::fs::readlinkat_raw(fd, name, &mut buf[..])?;
     if n >= buf.len() {
         return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
     }
@@ -307,84 +246,52 @@ pub struct DirEntry {
 /// Every entry of the directory `dir` (opened with [`Open::Dir`]) except `.` and `..`, read
 /// with `getdents64` from offset 0.
 pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<DirEntry>> {
-    // SAFETY: lseek on a live descriptor has no memory effects.
-    check(unsafe { libc::lseek64(dir.as_raw_fd(), 0, libc::SEEK_SET) } as libc::c_int)?;
+    rustix::fs::seek(dir, rustix::fs::SeekFrom::Start(0))?;
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        // SAFETY: `buf` is writable for `buf.len()` bytes.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                dir.as_raw_fd(),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let n = usize::try_from(n).map_err(|_| io::Error::from_raw_os_error(libc::EIO))?;
-        if n == 0 {
-            return Ok(out);
-        }
-        parse_dirents(buf.get(..n).unwrap_or_default(), &mut out)?;
-    }
-}
-
-/// Parses `struct linux_dirent64` records: u64 ino, i64 off, u16 reclen, u8 type, name NUL.
-fn parse_dirents(mut buf: &[u8], out: &mut Vec<DirEntry>) -> io::Result<()> {
-    let bad = || io::Error::from_raw_os_error(libc::EIO);
-    while !buf.is_empty() {
-        let reclen_bytes: [u8; 2] = buf
-            .get(16..18)
-            .ok_or_else(bad)?
-            .try_into()
-            .map_err(|_| bad())?;
-        let reclen = usize::from(u16::from_ne_bytes(reclen_bytes));
-        let rec = buf.get(..reclen).ok_or_else(bad)?;
-        let d_type = *rec.get(18).ok_or_else(bad)?;
-        let name_area = rec.get(19..).ok_or_else(bad)?;
-        let len = name_area
-            .iter()
-            .position(|b| *b == 0)
-            .unwrap_or(name_area.len());
-        let name = name_area.get(..len).ok_or_else(bad)?;
+    let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+    let mut entries = rustix::fs::RawDir::new(dir, &mut buf);
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
         if name != b"." && name != b".." {
             out.push(DirEntry {
                 name: name.to_vec(),
-                d_type,
+                d_type: d_type(entry.file_type()),
             });
         }
-        buf = buf.get(reclen..).ok_or_else(bad)?;
-        if reclen == 0 {
-            return Err(bad());
-        }
     }
-    Ok(())
+    Ok(out)
+}
+
+/// The `d_type` of a directory entry's type.
+fn d_type(kind: rustix::fs::FileType) -> u8 {
+    use rustix::fs::FileType as T;
+    match kind {
+        T::RegularFile => libc::DT_REG,
+        T::Directory => libc::DT_DIR,
+        T::Symlink => libc::DT_LNK,
+        T::Fifo => libc::DT_FIFO,
+        T::Socket => libc::DT_SOCK,
+        T::CharacterDevice => libc::DT_CHR,
+        T::BlockDevice => libc::DT_BLK,
+        T::Unknown => libc::DT_UNKNOWN,
+    }
 }
 
 /// `/proc/self/fd`, opened once, to reopen `O_PATH` descriptors with real access modes.
 fn proc_fd_dir() -> Option<&'static OwnedFd> {
     static DIR: OnceLock<Option<OwnedFd>> = OnceLock::new();
     DIR.get_or_init(|| {
-        // SAFETY: the literal is a valid C string.
-        let fd = unsafe {
-            libc::open(
-                c"/proc/self/fd".as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        (fd >= 0).then(|| owned(fd))
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        rustix::fs::open(c"/proc/self/fd", flags, Mode::empty()).ok()
     })
     .as_ref()
 }
 
 /// The `/proc/self/fd` directory and the name of `fd`'s entry in it, if `/proc` is there.
-fn proc_fd_entry(fd: BorrowedFd<'_>) -> Option<(&'static OwnedFd, CString)> {
+fn proc_fd_entry(fd: BorrowedFd<'_>) -> Option<(&'static OwnedFd, rustix::path::DecInt)> {
     let dir = proc_fd_dir()?;
-    let name = CString::new(fd.as_raw_fd().to_string()).ok()?;
-    Some((dir, name))
+    Some((dir, rustix::path::DecInt::from_fd(fd)))
 }
 
 /// Opens the regular file at `rel` beneath `root` for reading (or, with `write`, reading and
@@ -411,8 +318,8 @@ pub fn reopen_regular(
     if st.kind != FileType::File {
         return Err(io::Error::from_raw_os_error(libc::EACCES));
     }
-    let access = if write { libc::O_RDWR } else { libc::O_RDONLY };
-    let fd = reopen(root, rel, path_fd, st, access | libc::O_NONBLOCK)?;
+    let access = if write { OFlags::RDWR } else { OFlags::RDONLY };
+    let fd = reopen(root, rel, path_fd, st, access | OFlags::NONBLOCK)?;
     Ok(File::from(fd))
 }
 
@@ -429,7 +336,7 @@ pub fn reopen_dir(
     if st.kind != FileType::Dir {
         return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
     }
-    reopen(root, rel, path_fd, st, libc::O_RDONLY | libc::O_DIRECTORY)
+    reopen(root, rel, path_fd, st, OFlags::RDONLY | OFlags::DIRECTORY)
 }
 
 /// Opens the object `path_fd` holds with `flags`: through `/proc/self/fd`, whose magic link
@@ -441,17 +348,19 @@ fn reopen(
     rel: &RelPath,
     path_fd: BorrowedFd<'_>,
     st: &Stat,
-    flags: libc::c_int,
+    flags: OFlags,
 ) -> io::Result<OwnedFd> {
-    let flags = flags | libc::O_CLOEXEC;
+    let flags = flags | OFlags::CLOEXEC;
     if let Some((proc_dir, name)) = proc_fd_entry(path_fd) {
-        // SAFETY: `name` is a valid C string and `proc_dir` a live descriptor. The magic link
-        // names our own descriptor, already checked to be of the expected type.
-        return Ok(owned(check(unsafe {
-            libc::openat(proc_dir.as_raw_fd(), name.as_ptr(), flags)
-        })?));
+        // The magic link names our own descriptor, already checked to be of the expected type.
+        return Ok(rustix::fs::openat(
+            proc_dir,
+            name.as_c_str(),
+            flags,
+            Mode::empty(),
+        )?);
     }
-    let fd = openat2(root, rel.as_os_str(), flags | libc::O_NOFOLLOW)?;
+    let fd = openat2(root, rel.as_os_str(), flags | OFlags::NOFOLLOW)?;
     let again = fstat(fd.as_fd())?;
     if (again.dev, again.ino, again.kind) != (st.dev, st.ino, st.kind) {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
@@ -461,44 +370,32 @@ fn reopen(
 
 /// Calls `fill` with a growing buffer until what it returns fits (xattr calls answer
 /// `ERANGE` when the buffer is too small); values are at most 64 KiB on Linux.
-fn read_growing(mut fill: impl FnMut(&mut [u8]) -> libc::ssize_t) -> io::Result<Vec<u8>> {
+fn read_growing(
+    mut fill: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 4096];
     loop {
-        match check_size(fill(&mut buf)) {
+        match fill(&mut buf) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(buf);
             }
-            Err(e) if e.raw_os_error() == Some(libc::ERANGE) && buf.len() < 65536 * 4 => {
+            Err(rustix::io::Errno::RANGE) if buf.len() < 65536 * 4 => {
                 buf.resize(buf.len() * 4, 0);
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// The value of the extended attribute `name` of the file open at `fd`.
 pub fn getxattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
-    let c = cstring(name)?;
-    read_growing(|buf| {
-        // SAFETY: `c` is a valid C string; `buf` is writable for `buf.len()` bytes.
-        unsafe {
-            libc::fgetxattr(
-                fd.as_raw_fd(),
-                c.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        }
-    })
+    read_growing(|buf| rustix::fs::fgetxattr(fd, name, buf))
 }
 
 /// The NUL-separated list of extended attribute names of the file open at `fd`.
 pub fn listxattr(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
-    read_growing(|buf| {
-        // SAFETY: `buf` is writable for `buf.len()` bytes.
-        unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }
-    })
+    read_growing(|buf| rustix::fs::flistxattr(fd, buf))
 }
 
 /// File system statistics of the file system holding `fd`.
@@ -513,11 +410,7 @@ pub struct FsStat {
 
 /// `fstatvfs` of a descriptor.
 pub fn statvfs(fd: BorrowedFd<'_>) -> io::Result<FsStat> {
-    let mut st = MaybeUninit::<libc::statvfs64>::uninit();
-    // SAFETY: `st` is a writable buffer of the right type.
-    check(unsafe { libc::fstatvfs64(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: fstatvfs64 succeeded, so the buffer is initialised.
-    let st = unsafe { st.assume_init_ref() };
+    let st = rustix::fs::fstatvfs(fd)?;
     Ok(FsStat {
         blocks: st.f_blocks,
         bfree: st.f_bfree,
@@ -529,11 +422,7 @@ pub fn statvfs(fd: BorrowedFd<'_>) -> io::Result<FsStat> {
 
 /// The `f_type` magic number of the file system a descriptor is on (`fstatfs`).
 pub fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<i64> {
-    let mut st = MaybeUninit::<libc::statfs64>::uninit();
-    // SAFETY: `st` is a writable buffer of the right type.
-    check(unsafe { libc::fstatfs64(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: fstatfs64 succeeded, so the buffer is initialised.
-    let st = unsafe { st.assume_init_ref() };
+    let st = rustix::fs::fstatfs(fd)?;
     #[allow(clippy::unnecessary_cast)] // f_type's width differs between architectures
     Ok(st.f_type as i64)
 }
@@ -541,10 +430,8 @@ pub fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<i64> {
 /// The inode flags (`FS_IOC_GETFLAGS`, as `chattr` sets them) of the file open at `fd`, which
 /// must be open for reading (not `O_PATH`).
 pub fn inode_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_long> {
-    let mut flags: libc::c_long = 0;
-    // SAFETY: `flags` is writable and wider than the int the kernel stores.
-    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) })?;
-    Ok(flags)
+    let flags = rustix::fs::ioctl_getflags(fd)?;
+    Ok(libc::c_long::from(flags.bits()))
 }
 
 /// How to mount a FUSE file system.
@@ -562,19 +449,14 @@ pub struct FuseMountOptions {
 /// Opens `/dev/fuse` and mounts a FUSE file system on it at `mountpoint` (always
 /// `nosuid,nodev`). Needs CAP_SYS_ADMIN; returns the connection's descriptor.
 pub fn mount_fuse(mountpoint: &Path, options: &FuseMountOptions) -> io::Result<OwnedFd> {
-    // SAFETY: the literal is a valid C string.
-    let dev = owned(check(unsafe {
-        libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC)
-    })?);
-    let target = cstring(mountpoint.as_os_str().as_bytes())?;
-    let source = cstring(options.source.as_bytes())?;
-    let fs_type = cstring(options.fs_type.as_bytes())?;
+    use rustix::mount::MountFlags;
+    use std::os::fd::AsRawFd;
+    let dev = rustix::fs::open(c"/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
     let mut data = format!(
         "fd={},rootmode=40000,user_id={},group_id={}",
         dev.as_raw_fd(),
         euid(),
-        // SAFETY: getegid cannot fail and has no memory effects.
-        unsafe { libc::getegid() }
+        rustix::process::getegid().as_raw()
     );
     if options.allow_other {
         data.push_str(",allow_other");
@@ -582,42 +464,46 @@ pub fn mount_fuse(mountpoint: &Path, options: &FuseMountOptions) -> io::Result<O
     if options.default_permissions {
         data.push_str(",default_permissions");
     }
-    let data = cstring(data.as_bytes())?;
-    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+    let mut flags = MountFlags::NOSUID | MountFlags::NODEV;
     if options.read_only {
-        flags |= libc::MS_RDONLY;
+        flags |= MountFlags::RDONLY;
     }
-    // SAFETY: every pointer is a valid C string that outlives the call.
-    check(unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fs_type.as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
-    })?;
+    let data =
+        std::ffi::CString::new(data).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    rustix::mount::mount(
+        options.source.as_str(),
+        mountpoint,
+        options.fs_type.as_str(),
+        flags,
+        data.as_c_str(),
+    )?;
     Ok(dev)
 }
 
 /// `umount2(path, flags)`; `lazy` detaches a busy or dead mount.
 pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
-    let c = cstring(path.as_os_str().as_bytes())?;
-    let flags = if lazy { libc::MNT_DETACH } else { 0 };
-    // SAFETY: `c` is a valid C string.
-    check(unsafe { libc::umount2(c.as_ptr(), flags) })?;
-    Ok(())
+    use rustix::mount::UnmountFlags;
+    let flags = if lazy {
+        UnmountFlags::DETACH
+    } else {
+        UnmountFlags::empty()
+    };
+    Ok(rustix::mount::unmount(path, flags)?)
 }
 
 /// Whether the process `pid` still runs: a zombie counts as gone once all its threads have
 /// exited (and so closed its descriptors), since nobody may be reaping it.
 pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+    let Some(pid_t) = libc::pid_t::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
-    // SAFETY: signal 0 only checks for existence and permission.
-    let exists = unsafe { libc::kill(pid_t, 0) } == 0
-        || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    let exists = match rustix::process::test_kill_process(pid_t) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    };
     if !exists {
         return false;
     }
@@ -638,62 +524,52 @@ pub fn process_alive(pid: u32) -> bool {
 /// Makes the process non-dumpable so that other processes of the same user cannot read its
 /// memory or open its descriptors through `/proc/PID/fd`.
 pub fn set_non_dumpable() -> io::Result<()> {
-    // SAFETY: prctl(PR_SET_DUMPABLE, 0) has no memory effects.
-    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) })?;
-    Ok(())
+    use rustix::process::DumpableBehavior;
+    Ok(rustix::process::set_dumpable_behavior(
+        DumpableBehavior::NotDumpable,
+    )?)
 }
 
 /// Points standard output at `/dev/null`, once the readiness line has been written to it.
 pub fn stdout_to_null() -> io::Result<()> {
     let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
-    // SAFETY: both descriptors are valid; dup2 atomically replaces descriptor 1.
-    check(unsafe { libc::dup2(null.as_raw_fd(), libc::STDOUT_FILENO) })?;
-    Ok(())
+    Ok(rustix::stdio::dup2_stdout(null)?)
 }
 
 /// Points standard input at `/dev/null`, once what was sent on it has been read.
 pub fn stdin_to_null() -> io::Result<()> {
     let null = std::fs::OpenOptions::new().read(true).open("/dev/null")?;
-    // SAFETY: both descriptors are valid; dup2 atomically replaces descriptor 0.
-    check(unsafe { libc::dup2(null.as_raw_fd(), libc::STDIN_FILENO) })?;
-    Ok(())
+    Ok(rustix::stdio::dup2_stdin(null)?)
 }
 
 /// The descriptor limit (soft, hard) this process started with, recorded by
 /// [`raise_descriptor_limit`] before it changes it.
 static STARTING_NOFILE: OnceLock<(u64, u64)> = OnceLock::new();
 
-/// The limit on open descriptors as (soft, hard).
-fn nofile_limit() -> io::Result<libc::rlimit> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass and nothing else.
-    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
-    Ok(lim)
-}
-
 /// Raises the soft limit on open descriptors to the hard limit (capped by the kernel's
 /// `fs.nr_open`) and returns it. Every file an agent holds open through a view costs the daemon
 /// one descriptor, so under a shell's usual soft limit of 1,024 one process holding many files
 /// would make every other process's opens fail.
 pub fn raise_descriptor_limit() -> io::Result<u64> {
-    let mut lim = nofile_limit()?;
-    STARTING_NOFILE.get_or_init(|| (lim.rlim_cur, lim.rlim_max));
-    let mut wanted = lim.rlim_max;
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    // `None` is no limit.
+    let limit = |value: Option<u64>| value.unwrap_or(libc::RLIM_INFINITY);
+    let mut lim = getrlimit(Resource::Nofile);
+    let (soft, hard) = (limit(lim.current), limit(lim.maximum));
+    STARTING_NOFILE.get_or_init(|| (soft, hard));
+    let mut wanted = hard;
     if wanted == libc::RLIM_INFINITY {
         wanted = std::fs::read_to_string("/proc/sys/fs/nr_open")
             .ok()
             .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(lim.rlim_cur);
+            .unwrap_or(soft);
     }
-    if wanted > lim.rlim_cur {
-        lim.rlim_cur = wanted;
-        // SAFETY: setrlimit reads the struct we pass; the soft limit stays within the hard one.
-        check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
+    if wanted > soft {
+        lim.current = Some(wanted);
+        setrlimit(Resource::Nofile, lim)?;
+        return Ok(wanted);
     }
-    Ok(lim.rlim_cur)
+    Ok(soft)
 }
 
 /// The descriptor limit this process started with, if [`raise_descriptor_limit`] changed it.
@@ -745,8 +621,7 @@ pub fn hide_arguments(keep: usize) -> io::Result<()> {
 
 /// The effective uid of this process.
 pub fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail and has no memory effects.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// The uid that owners outside this process's user namespace show as (the kernel's overflow

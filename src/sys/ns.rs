@@ -9,7 +9,7 @@
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -225,36 +225,25 @@ pub fn make_all_private() -> io::Result<()> {
 /// A detached copy of the mount (and, with `recursive`, the mounts beneath) at `path`, taken
 /// now, to attach later with [`attach`] even if `path` is covered meanwhile.
 pub fn copy_mount(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
-    let c = cpath(path)?;
-    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+    use rustix::mount::OpenTreeFlags;
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
     if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
+        flags |= OpenTreeFlags::AT_RECURSIVE;
     }
-    // SAFETY: `c` is a valid C string that outlives the call; open_tree returns a descriptor.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EIO))?;
-    // SAFETY: open_tree just returned this descriptor; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(rustix::mount::open_tree(rustix::fs::CWD, path, flags)?)
 }
 
 /// Attaches a mount copied with [`copy_mount`] at `target`, covering what is there.
 pub fn attach(mount: &OwnedFd, target: &Path) -> io::Result<()> {
-    let c = cpath(target)?;
-    // SAFETY: the empty path and `c` are valid C strings; `mount` is a live descriptor.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mount.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
-        ) as libc::c_int
-    })?;
-    Ok(())
+    use rustix::mount::MoveMountFlags;
+    let flags = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH;
+    Ok(rustix::mount::move_mount(
+        mount,
+        c"",
+        rustix::fs::CWD,
+        target,
+        flags,
+    )?)
 }
 
 /// Mounts a file system without a device (`tmpfs`, `proc`, `devpts`) at `target`.

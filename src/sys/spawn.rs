@@ -82,8 +82,11 @@ pub fn starting_limits(cmd: &mut Command) {
 
 /// Sends `signal` to the process `pid`.
 pub fn kill(pid: u32, signal: i32) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
-    // SAFETY: kill has no memory effects.
-    check(unsafe { libc::kill(pid, signal) })?;
-    Ok(())
+    let pid = libc::pid_t::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    let signal = rustix::process::Signal::from_named_raw(signal)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::kill_process(pid, signal)?)
 }

@@ -2,56 +2,45 @@
 //! name beneath a directory descriptor, and changing an open file. Like the rest of `sys`, every
 //! call takes a descriptor plus at most one [`Name`], and none follows a symlink.
 
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::SystemTime;
 
-use super::{check, cstring, owned};
-use crate::path::Name;
+use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+use rustix::process::{Gid, Uid};
 
-fn cname(name: &Name) -> io::Result<CString> {
-    cstring(name.as_bytes())
-}
+use crate::path::Name;
 
 /// `flock(file, LOCK_EX | LOCK_NB)`: `Ok(true)` when the lock was taken, `Ok(false)` when
 /// another open file description holds it. The lock lasts as long as `file` stays open.
 pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
-    // SAFETY: flock on a live descriptor has no memory effects.
-    let ret = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if ret == 0 {
-        return Ok(true);
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(err)
+    use rustix::fs::FlockOperation;
+    match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// `openat(dir, name, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW, mode)`: a new regular file; it
 /// never opens something that already exists (a planted symlink included).
 pub fn create_file(dir: BorrowedFd<'_>, name: &Name, mode: u32) -> io::Result<OwnedFd> {
-    let c = cname(name)?;
-    // SAFETY: `c` is a valid C string; `dir` is a live descriptor.
-    let fd = check(unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            mode as libc::c_uint,
-        )
-    })?;
-    Ok(owned(fd))
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(
+        dir,
+        name.as_bytes(),
+        flags,
+        Mode::from_raw_mode(mode),
+    )?)
 }
 
 /// `mkdirat(dir, name, mode)`.
 pub fn mkdir(dir: BorrowedFd<'_>, name: &Name, mode: u32) -> io::Result<()> {
-    let c = cname(name)?;
-    // SAFETY: `c` is a valid C string.
-    check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) })?;
-    Ok(())
+    Ok(rustix::fs::mkdirat(
+        dir,
+        name.as_bytes(),
+        Mode::from_raw_mode(mode),
+    )?)
 }
 
 /// `mknodat(dir, name, mode, 0)` for FIFOs, sockets and empty regular files (never devices).
@@ -60,19 +49,18 @@ pub fn mknod(dir: BorrowedFd<'_>, name: &Name, mode: u32) -> io::Result<()> {
     if kind != libc::S_IFIFO && kind != libc::S_IFSOCK && kind != libc::S_IFREG && kind != 0 {
         return Err(io::Error::from_raw_os_error(libc::EPERM));
     }
-    let c = cname(name)?;
-    // SAFETY: `c` is a valid C string; the type bits exclude devices, so `dev` is unused.
-    check(unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, 0) })?;
-    Ok(())
+    // No type bits make a regular file, as S_IFREG does.
+    let kind = match rustix::fs::FileType::from_raw_mode(mode) {
+        rustix::fs::FileType::Unknown => rustix::fs::FileType::RegularFile,
+        kind => kind,
+    };
+    let perm = Mode::from_raw_mode(mode);
+    Ok(rustix::fs::mknodat(dir, name.as_bytes(), kind, perm, 0)?)
 }
 
 /// `symlinkat(target, dir, name)`.
 pub fn symlink(target: &[u8], dir: BorrowedFd<'_>, name: &Name) -> io::Result<()> {
-    let t = cstring(target)?;
-    let c = cname(name)?;
-    // SAFETY: both are valid C strings.
-    check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) })?;
-    Ok(())
+    Ok(rustix::fs::symlinkat(target, dir, name.as_bytes())?)
 }
 
 /// `linkat(from_dir, from, to_dir, to, 0)`: never follows a symlink at `from`.
@@ -82,19 +70,14 @@ pub fn link(
     to_dir: BorrowedFd<'_>,
     to: &Name,
 ) -> io::Result<()> {
-    let f = cname(from)?;
-    let t = cname(to)?;
-    // SAFETY: both are valid C strings; flags 0 means the source is not dereferenced.
-    check(unsafe {
-        libc::linkat(
-            from_dir.as_raw_fd(),
-            f.as_ptr(),
-            to_dir.as_raw_fd(),
-            t.as_ptr(),
-            0,
-        )
-    })?;
-    Ok(())
+    // No flags: the source is not dereferenced.
+    Ok(rustix::fs::linkat(
+        from_dir,
+        from.as_bytes(),
+        to_dir,
+        to.as_bytes(),
+        AtFlags::empty(),
+    )?)
 }
 
 /// Gives the file open at `fd` (an `O_PATH` descriptor of `from` in `from_dir`) the new name
@@ -109,28 +92,24 @@ pub fn link_open(
     let Some((proc_dir, name)) = super::proc_fd_entry(fd) else {
         return link(from_dir, from, to_dir, to);
     };
-    let t = cname(to)?;
-    // SAFETY: both are valid C strings and both descriptors are live. AT_SYMLINK_FOLLOW follows
-    // only the magic link, to the descriptor's own inode.
-    check(unsafe {
-        libc::linkat(
-            proc_dir.as_raw_fd(),
-            name.as_ptr(),
-            to_dir.as_raw_fd(),
-            t.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    })?;
-    Ok(())
+    // AT_SYMLINK_FOLLOW follows only the magic link, to the descriptor's own inode.
+    Ok(rustix::fs::linkat(
+        proc_dir,
+        name.as_c_str(),
+        to_dir,
+        to.as_bytes(),
+        AtFlags::SYMLINK_FOLLOW,
+    )?)
 }
 
 /// `unlinkat(dir, name, 0)` or, with `dir_entry`, `AT_REMOVEDIR`.
 pub fn unlink(dir: BorrowedFd<'_>, name: &Name, dir_entry: bool) -> io::Result<()> {
-    let c = cname(name)?;
-    let flags = if dir_entry { libc::AT_REMOVEDIR } else { 0 };
-    // SAFETY: `c` is a valid C string.
-    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) })?;
-    Ok(())
+    let flags = if dir_entry {
+        AtFlags::REMOVEDIR
+    } else {
+        AtFlags::empty()
+    };
+    Ok(rustix::fs::unlinkat(dir, name.as_bytes(), flags)?)
 }
 
 /// `renameat2` flags.
@@ -145,67 +124,58 @@ pub fn rename(
     to: &Name,
     flags: u32,
 ) -> io::Result<()> {
-    let f = cname(from)?;
-    let t = cname(to)?;
-    // SAFETY: both are valid C strings and the descriptors are live.
-    check(unsafe {
-        libc::renameat2(
-            from_dir.as_raw_fd(),
-            f.as_ptr(),
-            to_dir.as_raw_fd(),
-            t.as_ptr(),
-            flags,
-        )
-    })?;
-    Ok(())
+    let flags = rustix::fs::RenameFlags::from_bits_retain(flags);
+    Ok(rustix::fs::renameat_with(
+        from_dir,
+        from.as_bytes(),
+        to_dir,
+        to.as_bytes(),
+        flags,
+    )?)
 }
 
 /// `fchmod` of an open file or directory.
 pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
-    // SAFETY: no memory is passed.
-    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
-    Ok(())
+    Ok(rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?)
+}
+
+/// An owner for `fchownat`: `u32::MAX` leaves it unchanged.
+fn owner(uid: u32, gid: u32) -> (Option<Uid>, Option<Gid>) {
+    (
+        (uid != u32::MAX).then(|| Uid::from_raw(uid)),
+        (gid != u32::MAX).then(|| Gid::from_raw(gid)),
+    )
 }
 
 /// `fchownat(dir, name, uid, gid, AT_SYMLINK_NOFOLLOW)`; `u32::MAX` leaves an id unchanged.
 pub fn chown_at(dir: BorrowedFd<'_>, name: &Name, uid: u32, gid: u32) -> io::Result<()> {
-    let c = cname(name)?;
-    // SAFETY: `c` is a valid C string.
-    check(unsafe {
-        libc::fchownat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            uid,
-            gid,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })?;
-    Ok(())
+    let (uid, gid) = owner(uid, gid);
+    Ok(rustix::fs::chownat(
+        dir,
+        name.as_bytes(),
+        uid,
+        gid,
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
 }
 
 /// `fchmodat` by name, for entries with no open descriptor (never a symlink: Linux has no
 /// symlink modes).
 pub fn chmod_at(dir: BorrowedFd<'_>, name: &Name, mode: u32) -> io::Result<()> {
-    let c = cname(name)?;
-    // SAFETY: `c` is a valid C string.
-    check(unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, 0) })?;
-    Ok(())
+    Ok(rustix::fs::chmodat(
+        dir,
+        name.as_bytes(),
+        Mode::from_raw_mode(mode),
+        AtFlags::empty(),
+    )?)
 }
 
 /// `fchownat` of the entry `fd` (an `O_PATH` descriptor) itself: a symlink is changed, not
 /// followed.
 pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
-    // SAFETY: the literal is a valid C string.
-    check(unsafe {
-        libc::fchownat(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            uid,
-            gid,
-            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })?;
-    Ok(())
+    let (uid, gid) = owner(uid, gid);
+    let flags = AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW;
+    Ok(rustix::fs::chownat(fd, c"", uid, gid, flags)?)
 }
 
 /// `chmod` of the entry `fd` (an `O_PATH` descriptor of anything but a symlink) itself:
@@ -237,27 +207,19 @@ pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
 /// without `/proc`.
 fn chmod_through_proc(fd: BorrowedFd<'_>, mode: u32) -> Option<io::Result<()>> {
     let (proc_dir, name) = super::proc_fd_entry(fd)?;
-    // SAFETY: `name` is a valid C string and `proc_dir` a live descriptor; the entry is our own
-    // descriptor's, so following it reaches that very file.
-    let ret =
-        unsafe { libc::fchmodat(proc_dir.as_raw_fd(), name.as_ptr(), mode as libc::mode_t, 0) };
-    Some(check(ret).map(drop))
+    // The entry is our own descriptor's, so following it reaches that very file.
+    let mode = Mode::from_raw_mode(mode);
+    Some(
+        rustix::fs::chmodat(proc_dir, name.as_c_str(), mode, AtFlags::empty())
+            .map_err(io::Error::from),
+    )
 }
 
 /// Sets the times of the entry `fd` (an `O_PATH` descriptor) itself, a symlink included
 /// (`AT_EMPTY_PATH`, Linux 5.8).
 pub fn set_times_fd(fd: BorrowedFd<'_>, atime: SetTime, mtime: SetTime) -> io::Result<()> {
-    let times = [timespec(atime), timespec(mtime)];
-    // SAFETY: the literal is a valid C string and `times` holds two timespecs.
-    check(unsafe {
-        libc::utimensat(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            times.as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })?;
-    Ok(())
+    let flags = AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW;
+    Ok(rustix::fs::utimensat(fd, c"", &times(atime, mtime), flags)?)
 }
 
 /// A time to set with [`set_times_at`].
@@ -268,15 +230,23 @@ pub enum SetTime {
     At(SystemTime),
 }
 
-fn timespec(t: SetTime) -> libc::timespec {
+/// The times `utimensat` is given.
+fn times(atime: SetTime, mtime: SetTime) -> Timestamps {
+    Timestamps {
+        last_access: timespec(atime),
+        last_modification: timespec(mtime),
+    }
+}
+
+fn timespec(t: SetTime) -> Timespec {
     match t {
-        SetTime::Keep => libc::timespec {
+        SetTime::Keep => Timespec {
             tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
+            tv_nsec: rustix::fs::UTIME_OMIT,
         },
-        SetTime::Now => libc::timespec {
+        SetTime::Now => Timespec {
             tv_sec: 0,
-            tv_nsec: libc::UTIME_NOW,
+            tv_nsec: rustix::fs::UTIME_NOW,
         },
         SetTime::At(t) => {
             let (sec, nsec) = match t.duration_since(SystemTime::UNIX_EPOCH) {
@@ -294,7 +264,7 @@ fn timespec(t: SetTime) -> libc::timespec {
                     }
                 }
             };
-            libc::timespec {
+            Timespec {
                 tv_sec: sec,
                 tv_nsec: i64::from(nsec),
             }
@@ -309,72 +279,46 @@ pub fn set_times_at(
     atime: SetTime,
     mtime: SetTime,
 ) -> io::Result<()> {
-    let c = cname(name)?;
-    let times = [timespec(atime), timespec(mtime)];
-    // SAFETY: `c` is a valid C string and `times` holds two timespecs.
-    check(unsafe {
-        libc::utimensat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })?;
-    Ok(())
+    Ok(rustix::fs::utimensat(
+        dir,
+        name.as_bytes(),
+        &times(atime, mtime),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
 }
 
 /// `ftruncate`.
 pub fn truncate(fd: BorrowedFd<'_>, size: u64) -> io::Result<()> {
-    let size = i64::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
-    // SAFETY: no memory is passed.
-    check(unsafe { libc::ftruncate64(fd.as_raw_fd(), size) })?;
-    Ok(())
+    i64::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    Ok(rustix::fs::ftruncate(fd, size)?)
 }
 
 /// `fallocate`.
 pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> io::Result<()> {
-    let offset = i64::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
-    let len = i64::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
-    // SAFETY: no memory is passed.
-    check(unsafe { libc::fallocate64(fd.as_raw_fd(), mode, offset, len) })?;
-    Ok(())
+    i64::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    i64::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    let mode = rustix::fs::FallocateFlags::from_bits_retain(mode as u32);
+    Ok(rustix::fs::fallocate(fd, mode, offset, len)?)
 }
 
 /// `fsync` or `fdatasync`.
 pub fn fsync(fd: BorrowedFd<'_>, data_only: bool) -> io::Result<()> {
-    // SAFETY: no memory is passed.
-    check(unsafe {
-        if data_only {
-            libc::fdatasync(fd.as_raw_fd())
-        } else {
-            libc::fsync(fd.as_raw_fd())
-        }
-    })?;
-    Ok(())
+    if data_only {
+        Ok(rustix::fs::fdatasync(fd)?)
+    } else {
+        Ok(rustix::fs::fsync(fd)?)
+    }
 }
 
 /// `fsetxattr`.
 pub fn setxattr(fd: BorrowedFd<'_>, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
-    let c = cstring(name)?;
-    // SAFETY: `c` is a valid C string; `value` is readable for its length.
-    check(unsafe {
-        libc::fsetxattr(
-            fd.as_raw_fd(),
-            c.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            flags,
-        )
-    })?;
-    Ok(())
+    let flags = rustix::fs::XattrFlags::from_bits_retain(flags as u32);
+    Ok(rustix::fs::fsetxattr(fd, name, value, flags)?)
 }
 
 /// `fremovexattr`.
 pub fn removexattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    let c = cstring(name)?;
-    // SAFETY: `c` is a valid C string.
-    check(unsafe { libc::fremovexattr(fd.as_raw_fd(), c.as_ptr()) })?;
-    Ok(())
+    Ok(rustix::fs::fremovexattr(fd, name)?)
 }
 
 #[cfg(test)]
