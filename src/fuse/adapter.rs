@@ -26,9 +26,6 @@ use crate::sys::write::SetTime;
 use crate::sys::{self, Stat};
 use crate::view::{Attr, Caller, Entry, FsError, FsResult, Lookup, Opened, SetAttr, View};
 
-/// Synthetic inode counts for `statfs`: the real ones would count hidden files.
-const STATFS_FILES: u64 = 1 << 32;
-
 /// The fuser file system: a [`View`] behind the kernel protocol.
 pub struct ScopeFs {
     view: Arc<View>,
@@ -603,14 +600,14 @@ impl Filesystem for ScopeFs {
         let (_request, caller) = self.enter("statfs", req);
         match self.view.statfs() {
             Ok(s) => reply.statfs(
-                s.blocks,
-                s.bfree,
-                s.bavail,
-                STATFS_FILES,
-                STATFS_FILES / 2,
-                s.bsize,
-                255,
-                s.frsize,
+                s.space.blocks,
+                s.space.bfree,
+                s.space.bavail,
+                s.files,
+                s.files_free,
+                s.space.bsize,
+                s.name_max,
+                s.space.frsize,
             ),
             Err(e) => reply.error(self.fail(&caller, &e)),
         }

@@ -945,6 +945,17 @@ fn statfs_answers() {
         text.contains(s.mnt.to_str().unwrap()),
         "df names the mountpoint:\n{text}"
     );
+    // The file counts say nothing of SOURCE: files it gains (hidden ones here) leave them as
+    // they were.
+    for i in 0..50 {
+        s.file(format!(".env.{i}"));
+    }
+    let after = statvfs(&s.mnt).expect("statvfs on the mount");
+    assert_eq!(
+        (after.f_files, after.f_ffree, after.f_favail),
+        (st.f_files, st.f_ffree, st.f_favail),
+        "file counts changed with SOURCE's hidden files"
+    );
 }
 
 #[test]
