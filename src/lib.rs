@@ -10,7 +10,6 @@ pub mod audit;
 pub mod cli;
 pub mod confine;
 pub mod daemon;
-pub mod error;
 pub mod fuse;
 pub mod overlay;
 pub mod path;

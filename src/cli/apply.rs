@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::error::{CliError, CliResult, ExitCode};
+use crate::cli::error::{CliError, CliResult, ExitCode};
 use crate::overlay::Overlay;
 use crate::overlay::changes;
 use crate::overlay::review::{ApplyError, Conflict, PlanError, Refusal, Review};

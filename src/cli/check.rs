@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::cli::PolicyArgs;
-use crate::error::{CliError, CliResult};
+use crate::cli::error::{CliError, CliResult};
 use crate::policy::{Policy, PolicyError, PolicyErrors, WriteMode};
 
 #[derive(Debug, Args)]

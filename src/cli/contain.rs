@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::error::{CliError, CliResult};
+use crate::cli::error::{CliError, CliResult};
 use crate::sys::contain::{Identity, Spec};
 
 #[derive(Debug, Args)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::error::{CliError, CliResult};
+use crate::cli::error::{CliError, CliResult};
 use crate::overlay::changes::{self, Change, EntryKind, Op, quote};
 use crate::overlay::review::Review;
 use crate::overlay::{Overlay, OverlayError};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::error::{CliError, CliResult};
+use crate::cli::error::{CliError, CliResult};
 use crate::overlay::Overlay;
 use crate::overlay::review::{DiscardError, Review};
 

@@ -10,7 +10,7 @@ use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
 use super::Cli;
-use crate::error::{CliError, CliResult};
+use crate::cli::error::{CliError, CliResult};
 
 #[derive(Debug, Args)]
 pub struct CompletionsCmd {

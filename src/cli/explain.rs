@@ -12,7 +12,7 @@ use clap::Args;
 
 use crate::cli::PolicyArgs;
 use crate::cli::check::source_problem;
-use crate::error::{CliError, CliResult};
+use crate::cli::error::{CliError, CliResult};
 use crate::path::{RelPath, RelPathError};
 use crate::policy::{Decision, Kind, Matcher, Policy, Writability, WriteMode};
 use crate::view::{HiddenReason, Scope, Verdict};

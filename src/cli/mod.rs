@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::error::{CliError, CliResult, ExitCode};
+use crate::cli::error::{CliError, CliResult, ExitCode};
 use crate::policy::{Overrides, WriteMode};
 
 pub mod apply;
@@ -18,6 +18,7 @@ pub mod contain;
 pub mod diff;
 pub mod discard;
 pub mod docs;
+pub mod error;
 pub mod explain;
 pub mod mount;
 mod review;

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::cli::PolicyArgs;
+use crate::cli::error::{CliError, CliResult, ExitCode};
 use crate::daemon::{self, Daemon, OnStop};
-use crate::error::{CliError, CliResult, ExitCode};
 use crate::sys;
 use crate::view::CacheMode;
 

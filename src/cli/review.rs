@@ -1,7 +1,7 @@
 //! What the review commands (`diff`, `apply`, `discard`, and `run`'s summary) share: how the
 //! overlay's failures become exit codes.
 
-use crate::error::CliError;
+use crate::cli::error::CliError;
 use crate::overlay::OverlayError;
 
 impl From<OverlayError> for CliError {

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::cli::PolicyArgs;
+use crate::cli::error::{CliError, CliResult};
 use crate::daemon::{self, Control, Daemon, OnStop};
-use crate::error::{CliError, CliResult};
 use crate::policy::{Policy, WriteMode};
 use crate::sys;
 use crate::sys::contain::{Identity, Report, Spec};

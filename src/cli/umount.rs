@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::error::{CliError, CliResult};
+use crate::cli::error::{CliError, CliResult};
 use crate::sys::{self, mountinfo};
 
 /// How long `umount` waits for the daemon to exit after the unmount.
