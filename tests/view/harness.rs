@@ -23,11 +23,16 @@ use scopefs::path::Name;
 use scopefs::policy::{Policy, WriteMode};
 use scopefs::sys::FileType;
 use scopefs::sys::write::SetTime;
-use scopefs::view::{Caller, Entry, FsError, ROOT, SetAttr, View, Writes};
+use scopefs::view::{Caller, Entry, FsError, Lookup, ROOT, SetAttr, View, Writes};
 use scopefs::write::Direct;
 
 /// Root, as the mount tests run.
-pub const ROOT_CALLER: Caller = Caller { uid: 0, gid: 0 };
+pub const ROOT_CALLER: Caller = Caller {
+    uid: 0,
+    gid: 0,
+    pid: 0,
+    op: "harness",
+};
 /// The umask the harness creates with, as a shell's.
 pub const UMASK: u32 = 0o022;
 /// How many symlinks one walk follows before `ELOOP`, as Linux.
@@ -108,8 +113,7 @@ impl Harness {
         let mut stack: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut links = 0;
         if queue.is_empty() {
-            let attr = self.view.getattr(ROOT, None).map_err(errno)?;
-            let entry = Entry { ino: ROOT, attr };
+            let entry = self.entry(ROOT)?;
             return Ok(Walked {
                 parent: ROOT,
                 dir: Vec::new(),
@@ -128,17 +132,22 @@ impl Harness {
             let last = queue.is_empty();
             let dir = stack.last().map_or(ROOT, |(ino, _)| *ino);
             let name = Name::new(&part).map_err(|_| os(libc::ENAMETOOLONG))?;
-            let entry = match self.view.lookup(dir, &name) {
-                Ok(entry) => entry,
-                Err(FsError::NotFound) if last => {
-                    return Ok(Walked {
-                        parent: dir,
-                        dir: stack.iter().map(|(_, n)| n.clone()).collect(),
-                        name: Some(name),
-                        entry: None,
-                    });
-                }
+            let found = match self.view.lookup(dir, &name) {
+                Ok(Lookup::Found(entry)) => Some(entry),
+                Ok(Lookup::Absent { .. }) => None,
+                Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(errno(e)),
+            };
+            let Some(entry) = found else {
+                if !last {
+                    return Err(os(libc::ENOENT));
+                }
+                return Ok(Walked {
+                    parent: dir,
+                    dir: stack.iter().map(|(_, n)| n.clone()).collect(),
+                    name: Some(name),
+                    entry: None,
+                });
             };
             if entry.attr.kind == FileType::Symlink && (!last || follow) {
                 links += 1;
@@ -177,13 +186,43 @@ impl Harness {
             return self.walk("", follow);
         }
         let parent = stack.last().map_or(ROOT, |(ino, _)| *ino);
-        let attr = self.view.getattr(ino, None).map_err(errno)?;
         Ok(Walked {
             parent,
             dir: stack.iter().map(|(_, n)| n.clone()).collect(),
             name: Name::new(&name).ok(),
-            entry: Some(Entry { ino, attr }),
+            entry: Some(self.entry(ino)?),
         })
+    }
+
+    /// The entry of a node already known, as `getattr` gives it.
+    fn entry(&self, ino: u64) -> io::Result<Entry> {
+        let attr = self.view.getattr(ino, None).map_err(errno)?;
+        Ok(Entry {
+            ino,
+            attr: attr.attr,
+            ttl: attr.ttl,
+            generation: 0,
+        })
+    }
+
+    /// `open(2)` of node `ino`: its handle, or 0 where the view has the kernel skip opens (a
+    /// read-only view), as the kernel then passes.
+    fn open(&self, ino: u64, flags: i32) -> io::Result<u64> {
+        // A view mounted read-only: the kernel refuses opens for writing itself.
+        if flags & libc::O_ACCMODE != libc::O_RDONLY && self.view.read_only_mount() {
+            return Err(os(libc::EROFS));
+        }
+        match self.view.open(ino, flags, ROOT_CALLER) {
+            Ok(opened) => Ok(opened.fh),
+            Err(FsError::NoOpen) => Ok(0),
+            Err(e) => Err(errno(e)),
+        }
+    }
+
+    fn release(&self, fh: u64) {
+        if fh != 0 {
+            self.view.release(fh);
+        }
     }
 
     /// `open(path, O_WRONLY | O_CREAT | O_TRUNC)` and a write of `data` from the start, as
@@ -194,7 +233,7 @@ impl Harness {
         let fh = match walked.entry {
             Some(e) if e.attr.kind == FileType::Dir => return Err(os(libc::EISDIR)),
             Some(e) => {
-                let opened = self.view.open(e.ino, libc::O_WRONLY).map_err(errno)?;
+                let fh = self.open(e.ino, libc::O_WRONLY)?;
                 let trunc = SetAttr {
                     size: Some(0),
                     mtime: Some(SetTime::Now),
@@ -202,10 +241,10 @@ impl Harness {
                 };
                 let truncated = self.view.setattr(e.ino, trunc, None, ROOT_CALLER);
                 if let Err(err) = truncated {
-                    self.view.release(opened.fh);
+                    self.release(fh);
                     return Err(errno(err));
                 }
-                opened.fh
+                fh
             }
             None => {
                 let name = walked.name.as_ref().ok_or_else(|| os(libc::EISDIR))?;
@@ -217,7 +256,7 @@ impl Harness {
             }
         };
         let written = self.write_all(fh, 0, data);
-        self.view.release(fh);
+        self.release(fh);
         written
     }
 
@@ -227,7 +266,7 @@ impl Harness {
             let rest = &data[done..];
             let n = self
                 .view
-                .write(fh, offset + done as u64, rest)
+                .write(fh, offset + done as u64, rest, ROOT_CALLER)
                 .map_err(errno)?;
             done += n as usize;
         }
@@ -240,9 +279,9 @@ impl Harness {
         if entry.attr.kind == FileType::Dir {
             return Err(os(libc::EISDIR));
         }
-        let opened = self.view.open(entry.ino, libc::O_WRONLY).map_err(errno)?;
-        let written = self.write_all(opened.fh, offset, data);
-        self.view.release(opened.fh);
+        let fh = self.open(entry.ino, libc::O_WRONLY)?;
+        let written = self.write_all(fh, offset, data);
+        self.release(fh);
         written
     }
 
@@ -303,7 +342,9 @@ impl Harness {
         if entry.attr.kind == FileType::Dir {
             return Err(os(libc::EISDIR));
         }
-        self.view.remove(walked.parent, name, false).map_err(errno)
+        self.view
+            .remove(walked.parent, name, false, ROOT_CALLER)
+            .map_err(errno)
     }
 
     /// `rmdir(2)`.
@@ -314,7 +355,9 @@ impl Harness {
         if entry.attr.kind != FileType::Dir {
             return Err(os(libc::ENOTDIR));
         }
-        self.view.remove(walked.parent, name, true).map_err(errno)
+        self.view
+            .remove(walked.parent, name, true, ROOT_CALLER)
+            .map_err(errno)
     }
 
     /// `rename(2)`, with the checks the kernel makes before it asks the file system: a
@@ -352,7 +395,7 @@ impl Harness {
             }
         }
         self.view
-            .rename(old.parent, old_name, new.parent, new_name, 0)
+            .rename(old.parent, old_name, new.parent, new_name, 0, ROOT_CALLER)
             .map_err(errno)
     }
 
@@ -367,16 +410,16 @@ impl Harness {
         if entry.attr.kind == FileType::Dir {
             return Err(os(libc::EISDIR));
         }
-        let opened = self.view.open(entry.ino, libc::O_RDONLY).map_err(errno)?;
+        let fh = self.open(entry.ino, libc::O_RDONLY)?;
         let mut out = Vec::new();
         let result = loop {
-            match self.view.read(opened.fh, out.len() as u64, 64 * 1024) {
+            match self.view.read(entry.ino, fh, out.len() as u64, 64 * 1024) {
                 Ok(chunk) if chunk.is_empty() => break Ok(out),
                 Ok(chunk) => out.extend_from_slice(&chunk),
                 Err(e) => break Err(errno(e)),
             }
         };
-        self.view.release(opened.fh);
+        self.release(fh);
         result
     }
 
@@ -390,16 +433,22 @@ impl Harness {
     /// sorted.
     pub fn readdir(&self, path: &str) -> io::Result<Vec<String>> {
         let entry = self.walk(path, true)?.existing()?;
-        let opened = self.view.opendir(entry.ino).map_err(errno)?;
-        let listed = self.view.dir(opened.fh).and_then(|dir| {
-            let items = self.view.dir_items(&dir)?;
-            Ok(items
-                .iter()
-                .map(|item| String::from_utf8_lossy(item.name.as_bytes()).into_owned())
-                .collect::<Vec<_>>())
+        let fh = match self.view.opendir(entry.ino, ROOT_CALLER) {
+            Ok(opened) => opened.fh,
+            Err(FsError::NoOpen) => 0,
+            Err(e) => return Err(errno(e)),
+        };
+        let mut names = Vec::new();
+        let listed = self.view.readdir(entry.ino, fh, 0, |listed| {
+            if listed.node.is_none() {
+                names.push(listed.name.to_string_lossy().into_owned());
+            }
+            false
         });
-        self.view.releasedir(opened.fh);
-        let mut names = listed.map_err(errno)?;
+        if fh != 0 {
+            self.view.releasedir(fh);
+        }
+        listed.map_err(errno)?;
         names.sort();
         Ok(names)
     }

@@ -243,7 +243,7 @@ fn setattr_changes_owner_and_times_in_the_copy() {
         mtime: Some(SetTime::At(t)),
         ..SetAttr::default()
     };
-    let st = v.view.setattr(ino, set, None, ROOT_CALLER).unwrap();
+    let st = v.view.setattr(ino, set, None, ROOT_CALLER).unwrap().attr;
     assert_eq!((st.uid, st.gid, st.mtime), (1234, 4321, t));
     let copy = fs::metadata(s.upper("README")).unwrap();
     assert_eq!(
@@ -254,6 +254,7 @@ fn setattr_changes_owner_and_times_in_the_copy() {
     let user = Caller {
         uid: 1234,
         gid: 4321,
+        ..ROOT_CALLER
     };
     let away = SetAttr {
         uid: Some(0),
