@@ -1,10 +1,25 @@
 #!/usr/bin/env bash
-# Mounts examples/sample-project with the default policy and shows what an agent sees.
+# Builds scopefs (a debug build, quick to make), mounts examples/sample-project with the
+# default policy and shows what an agent sees. Needs root (or a normal user with fusermount3
+# and /dev/fuse open to users). The binary is taken from wherever cargo puts it
+# (CARGO_TARGET_DIR included): scripts/build.sh asks cargo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet
-bin=$PWD/target/release/scopefs
+case ${1:-} in
+'') ;;
+-h | --help)
+  echo "usage: scripts/demo.sh   (builds, mounts examples/sample-project, shows the view, unmounts)"
+  exit 0
+  ;;
+*)
+  echo "scripts/demo.sh: takes no arguments; usage: scripts/demo.sh" >&2
+  exit 2
+  ;;
+esac
+
+bin=$(scripts/build.sh --debug)
+echo "== built $bin"
 src=$PWD/examples/sample-project
 mnt=$(mktemp -d /tmp/scopefs-demo.XXXXXX)
 
