@@ -4,7 +4,7 @@
 //! each of the daemon's request threads (`fuser-N`) try opens of its own with ptrace (see
 //! `common/inject.rs`): SOURCE may be read, the overlay's `work/` written, and nothing outside
 //! reached, whatever the thread asks. On a kernel without (full) Landlock the daemon must say
-//! so on stderr instead, as README promises.
+//! so on stderr instead, as docs/security.md promises.
 //!
 //! And the function itself: `scopefs::confine::restrict_thread` in a fresh process (Landlock
 //! confines the calling thread for good, so the test binary runs itself again with
@@ -256,7 +256,7 @@ fn run_confines_its_request_threads() {
     assert_landlock_warning(&cap.stderr(), "scopefs run");
 }
 
-/// The daemon makes itself non-dumpable (README), so that no other process of its user can
+/// The daemon makes itself non-dumpable (docs/security.md), so that no other process of its user can
 /// read its memory or its descriptors through /proc. Asked of the daemon itself:
 /// `prctl(PR_GET_DUMPABLE)` in one of its threads (dumpability belongs to the process).
 #[test]

@@ -124,27 +124,26 @@ fn example_policies_check_clean() {
     }
 }
 
-/// README's section "The policy" shows `examples/policy.toml` without its comments: the same
-/// keys and values.
+/// docs/policy.md shows `examples/policy.toml` without its comments: the same keys and values.
 #[test]
-fn readme_quotes_examples_policy_toml() {
-    let readme = fs::read_to_string(repo().join("README.md")).unwrap();
+fn policy_doc_quotes_examples_policy_toml() {
+    let readme = fs::read_to_string(repo().join("docs/policy.md")).unwrap();
     let intro = "This is `examples/policy.toml`:";
     let after = readme
         .split_once(intro)
-        .unwrap_or_else(|| panic!("README no longer says {intro:?}"))
+        .unwrap_or_else(|| panic!("docs/policy.md no longer says {intro:?}"))
         .1;
     let block = after
         .split_once("```toml\n")
         .and_then(|(_, rest)| rest.split_once("```"))
         .expect("a ```toml block after the introduction")
         .0;
-    let quoted: toml::Value = toml::from_str(block).expect("README's block is TOML");
+    let quoted: toml::Value = toml::from_str(block).expect("the quoted block is TOML");
     let file: toml::Value =
         toml::from_str(&fs::read_to_string(example("policy.toml")).unwrap()).unwrap();
     assert_eq!(
         quoted, file,
-        "README's quote and examples/policy.toml differ"
+        "docs/policy.md's quote and examples/policy.toml differ"
     );
 }
 

@@ -685,7 +685,7 @@ fn absences_past_the_record_are_still_cached_briefly() {
     println!("100,100 missing names probed in {spent:.1?}");
 }
 
-// --- README's Kubernetes example -----------------------------------------------------------------
+// --- The Kubernetes example of docs/recipes.md ---------------------------------------------------
 
 fn example(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -693,10 +693,10 @@ fn example(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-/// The entrypoint as README's Kubernetes example runs it: the agent as `nobody`, in place, the
-/// review volume (mode 0777, as some storage makes a volume's root) mounted beneath a directory
-/// only root can enter. The agent's writes through the view reach the overlay; the agent itself
-/// can neither reach the overlay nor move it. Mounted where the agent can reach it, the same
+/// The entrypoint as the Kubernetes example of docs/recipes.md runs it: the agent as `nobody`, in
+/// place, the review volume (mode 0777, as some storage makes a volume's root) mounted beneath a
+/// directory only root can enter. The agent's writes through the view reach the overlay; the agent
+/// itself can neither reach the overlay nor move it. Mounted where the agent can reach it, the same
 /// volume is refused.
 #[test]
 fn the_kubernetes_example_keeps_the_overlay_out_of_the_agents_reach() {

@@ -14,10 +14,11 @@ use crate::common::*;
 const DIRS: usize = 100;
 const FILES_PER_DIR: usize = 1000;
 /// What the daemon holds once mounted: the standard streams, SOURCE's root, `/dev/fuse`, the
-/// inotify instance, the signal handler's socket pair, `/proc/self/fd`: about ten (README).
+/// inotify instance, the signal handler's socket pair, `/proc/self/fd`: about ten
+/// (docs/security.md).
 const FDS_AT_START: usize = 12;
-/// README: "under 25": those, the last eight files read (kept for their next read) and one or
-/// two for each request in hand.
+/// docs/security.md: "under 25": those, the last eight files read (kept for their next read) and
+/// one or two for each request in hand.
 const FDS_AT_PEAK: usize = 24;
 /// Room the tree needs: a block and an inode per file and directory, with a margin.
 const TREE_BYTES: u64 = 600 << 20;
@@ -191,11 +192,11 @@ fn hundred_thousand_files_walk_with_bounded_descriptors() {
     );
     assert!(
         at_start <= FDS_AT_START,
-        "the daemon started with {at_start} descriptors (README: about ten, at most {FDS_AT_START})"
+        "the daemon started with {at_start} descriptors (docs/security.md: about ten, at most {FDS_AT_START})"
     );
     assert!(
         peak <= FDS_AT_PEAK,
-        "the daemon held {peak} descriptors at peak (README: under 25, at most {FDS_AT_PEAK})"
+        "the daemon held {peak} descriptors at peak (docs/security.md: under 25, at most {FDS_AT_PEAK})"
     );
     assert!(alive(pid), "daemon died during the walk");
 }

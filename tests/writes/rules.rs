@@ -440,7 +440,7 @@ fn a_hard_link_does_not_make_a_read_only_file_writable() {
         let r = basic_rig(mode);
         let m = r.mount(&basic_args(&r));
         let ctx = format!("{} mode: ln ro/f.txt w/l; write w/l", mode.name());
-        // README: a hardlink is a new way to write the same file, so `link` needs a writable
+        // docs/overlay.md: a hardlink is a new way to write the same file, so `link` needs a writable
         // source too.
         assert_errno(
             fs::hard_link(m.m("ro/f.txt"), m.m("w/l")),
