@@ -147,9 +147,10 @@ fn policy_doc_quotes_examples_policy_toml() {
     );
 }
 
-/// `examples/policy.toml` mounted as written (its overlay, `../agent-overlay`, lands next to
-/// the copy's own directory): the code and tests appear, secrets, history, logs and
-/// everything else do not, writes to `src/` go to the overlay and others are refused.
+/// `examples/policy.toml` mounted as written, from a checkout's `examples/` (its overlay,
+/// `../../agent-overlay`, lands beside the checkout): the code and tests appear, secrets,
+/// history, logs, a nested `src/` and everything else do not, writes to `src/` go to the
+/// overlay and others are refused.
 #[test]
 fn examples_policy_toml_mounts_as_annotated() {
     let stage = Stage::new();
@@ -157,13 +158,17 @@ fn examples_policy_toml_mounts_as_annotated() {
     fs::create_dir(project.join(".git")).unwrap();
     fs::write(project.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
     fs::write(project.join("src/debug.log"), "a log\n").unwrap();
-    fs::create_dir(stage.base.join("examples")).unwrap();
-    let policy = stage.base.join("examples/policy.toml");
+    fs::create_dir_all(project.join("docs/src")).unwrap();
+    fs::write(project.join("docs/src/nested.rs"), "fn nested() {}\n").unwrap();
+    let checkout = stage.base.join("checkout");
+    fs::create_dir_all(checkout.join("examples")).unwrap();
+    let policy = checkout.join("examples/policy.toml");
     fs::copy(example("policy.toml"), &policy).unwrap();
     let script = "test -e src/lib.rs && test -e tests/greeting.rs && test -e README.md \
                   && test ! -e .env && test ! -e .git && test ! -e src/debug.log \
                   && test ! -e docs/guide.md && test ! -e notes/todo.txt \
-                  && test ! -e certs/server.pem && test -z \"$(ls notes)\" \
+                  && test ! -e docs/src/nested.rs && test ! -e docs \
+                  && test ! -e certs/server.pem && test ! -e notes \
                   && echo 'pub fn more() {}' > src/more.rs \
                   && ! (echo x >> README.md) 2>/dev/null";
     let mut cmd = common::scopefs();
