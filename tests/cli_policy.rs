@@ -122,7 +122,8 @@ fn check_accepts_the_builtin_default_and_write_modes() {
         .assert()
         .success()
         .stdout(predicate::str::starts_with("ok: built-in default"));
-    for mode in ["deny", "overlay", "direct"] {
+    // Overlay mode needs its directory, as mount does (tests/cli_check.rs).
+    for mode in ["deny", "overlay\"\noverlay = \"ov", "direct"] {
         let (_dir, path) = policy(&format!("[writes]\nmode = \"{mode}\"\n"));
         scopefs()
             .arg("check")
@@ -142,7 +143,11 @@ fn check_with_source() {
         .arg(src.path().join("nope"))
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("SOURCE does not exist"));
+        .stderr(predicate::str::contains(format!(
+            "SOURCE {} does not exist: check the path",
+            src.path().join("nope").display()
+        )))
+        .stderr(predicate::str::contains("built-in default").not());
     scopefs()
         .arg("check")
         .arg(src.path().join("a.txt"))

@@ -115,6 +115,11 @@ fn example_policies_check_clean() {
         for with_source in [false, true] {
             let mut cmd = common::scopefs();
             cmd.arg("check").arg("-c").arg(example(policy));
+            // coding-agent.toml leaves the overlay to `run` (a temporary one) or to
+            // `mount --overlay DIR`; check answers as mount does, so it is given one.
+            if policy == "policies/coding-agent.toml" {
+                cmd.arg("--overlay").arg("/tmp/scopefs-example-overlay");
+            }
             if with_source {
                 cmd.arg(example("sample-project"));
             }

@@ -1,6 +1,9 @@
-//! `scopefs check [POLICY] [SOURCE]`: validates the policy (file and flags) and, if given, that
-//! SOURCE is a directory. Every problem goes to stderr on its own line with file:line:column;
-//! the command then exits 2. On success it prints one `ok:` line. It never mounts or writes.
+//! `scopefs check [POLICY] [SOURCE]`: answers as `mount` would, without a MOUNTPOINT: the policy
+//! (file and flags), and what `mount` would refuse besides (SOURCE if given, an overlay mode
+//! without an overlay directory, the overlay's and the audit log's places). Every problem goes to
+//! stderr on its own line (policy errors with file:line:column); the command then exits 2.
+//! Warnings (an allow pattern such as `src/` that matches at any depth) go to stderr too and do
+//! not fail it. On success it prints one `ok:` line. It never mounts or writes.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,7 +12,8 @@ use clap::Args;
 
 use crate::cli::PolicyArgs;
 use crate::cli::error::{CliError, CliResult};
-use crate::policy::{Policy, PolicyError, PolicyErrors, WriteMode};
+use crate::daemon;
+use crate::policy::{Policy, PolicyErrors, WriteMode};
 
 #[derive(Debug, Args)]
 pub struct CheckCmd {
@@ -29,14 +33,6 @@ impl CheckCmd {
         let matcher = policy
             .as_ref()
             .and_then(|p| p.compile().map_err(|e| errors.extend(e)).ok());
-        if let Some(source) = &self.source {
-            if let Some(problem) = source_problem(source) {
-                errors.push(PolicyError::new(
-                    crate::policy::Location::Whole(source.clone()),
-                    problem,
-                ));
-            }
-        }
         let name = policy.as_ref().map_or_else(
             || {
                 self.policy
@@ -46,29 +42,56 @@ impl CheckCmd {
             },
             Policy::name,
         );
-        if !errors.is_empty() {
-            let mut stderr = std::io::stderr().lock();
-            for error in errors.iter() {
-                // Nothing sensible is left to do if stderr is gone.
-                let _ = writeln!(stderr, "{error}");
-            }
-            let count = errors.len();
+        // What `mount` would refuse besides the policy's own errors: SOURCE, the overlay and
+        // the audit log.
+        let refusals: Vec<String> = match &policy {
+            Some(policy) => daemon::inspect(policy, self.source.as_deref())
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            None => self
+                .source
+                .as_deref()
+                .and_then(|s| source_problem(s).map(|p| format!("{}: {p}", s.display())))
+                .into_iter()
+                .collect(),
+        };
+        let mut stderr = std::io::stderr().lock();
+        // Nothing sensible is left to do if stderr is gone.
+        for error in errors.iter() {
+            let _ = writeln!(stderr, "{error}");
+        }
+        for refusal in &refusals {
+            let _ = writeln!(stderr, "{refusal}");
+        }
+        let count = errors.len() + refusals.len();
+        if count > 0 {
+            let (s, them) = if count == 1 {
+                ("", "it")
+            } else {
+                ("s", "them")
+            };
+            let whose = if refusals.is_empty() {
+                format!("in {name}")
+            } else {
+                "(listed above)".to_string()
+            };
             return Err(CliError::usage(format!(
-                "{count} problem{} in {name}; fix {} and run check again",
-                if count == 1 { "" } else { "s" },
-                if count == 1 { "it" } else { "them" },
+                "{count} problem{s} {whose}; fix {them} and run check again"
             )));
         }
         let (Some(policy), Some(matcher)) = (policy, matcher) else {
             return Err(CliError::usage(format!("{name} is invalid")));
         };
-        let writes = match policy.write_mode() {
-            WriteMode::Deny => "writes denied".to_string(),
-            WriteMode::Overlay => match policy.overlay_dir() {
-                Some(dir) => format!("writes -> overlay {}", dir.display()),
-                None => "writes -> temporary overlay".to_string(),
-            },
-            WriteMode::Direct => "writes -> SOURCE (direct)".to_string(),
+        for warning in policy.warnings() {
+            let _ = writeln!(stderr, "{}: warning: {}", warning.location, warning.message);
+        }
+        drop(stderr);
+        let writes = match (policy.write_mode(), policy.overlay_dir()) {
+            (WriteMode::Deny, _) => "writes denied".to_string(),
+            (WriteMode::Overlay, Some(dir)) => format!("writes -> overlay {}", dir.display()),
+            (WriteMode::Overlay, None) => "writes -> overlay".to_string(),
+            (WriteMode::Direct, _) => "writes -> SOURCE (direct)".to_string(),
         };
         let presets = if policy.presets().is_empty() {
             "no presets".to_string()

@@ -30,7 +30,7 @@ use crate::sys;
 use crate::view::{CacheMode, View, Watches, Writes};
 use crate::write::Direct;
 
-pub use prepare::{fuse_device_opens, prepare};
+pub use prepare::{fuse_device_opens, inspect, prepare};
 pub use signals::{OnStop, Signals, handle_signals};
 
 /// Why a view could not be mounted or served.

@@ -20,13 +20,7 @@ pub fn prepare(overrides: &Overrides, source: &Path, mountpoint: &Path) -> Resul
             source.display()
         )));
     }
-    if let Some(overlay) = policy.overlay_dir() {
-        check_overlay(overlay, &source, &mountpoint)?;
-    } else if policy.write_mode() == WriteMode::Overlay {
-        return Err(Error::Input(
-            "writes.mode = \"overlay\" needs an overlay directory: set [writes] overlay in the policy or pass --overlay DIR".into(),
-        ));
-    }
+    check_writes(&policy, Some(&source), Some(&mountpoint))?;
     check_fuse_device()?;
     Ok(Prepared {
         policy,
@@ -36,9 +30,64 @@ pub fn prepare(overrides: &Overrides, source: &Path, mountpoint: &Path) -> Resul
     })
 }
 
+/// What [`prepare`] would refuse about `policy` (and `source`, if given) that needs neither a
+/// MOUNTPOINT nor the FUSE device: what `scopefs check` reports, so that it answers as `mount`
+/// would. Also checked: the places of the overlay and the audit log, which the daemon would
+/// refuse when it opens them. Nothing is made or changed.
+pub fn inspect(policy: &Policy, source: Option<&Path>) -> Vec<Error> {
+    let mut problems = Vec::new();
+    let source = source.and_then(|s| check_source(s).map_err(|e| problems.push(e)).ok());
+    match check_writes(policy, source.as_deref(), None) {
+        Err(e) => problems.push(e),
+        Ok(()) => {
+            if let Some(dir) = policy.overlay_dir() {
+                if let Err(e) = crate::overlay::check_location(dir) {
+                    problems.push(e.into());
+                }
+            }
+        }
+    }
+    if let Some(log) = &policy.audit().log {
+        let parent = log
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            problems.push(Error::Input(format!(
+                "the audit log {}: its directory {} does not exist; create it first",
+                log.display(),
+                parent.display()
+            )));
+        }
+    }
+    problems
+}
+
+/// Overlay mode needs an overlay directory, and the overlay must lie outside SOURCE and
+/// MOUNTPOINT (those known yet).
+fn check_writes(
+    policy: &Policy,
+    source: Option<&Path>,
+    mountpoint: Option<&Path>,
+) -> Result<(), Error> {
+    match policy.overlay_dir() {
+        Some(overlay) => check_overlay(overlay, source, mountpoint),
+        None if policy.write_mode() == WriteMode::Overlay => Err(Error::Input(format!(
+            "{}: writes.mode = \"overlay\" needs an overlay directory: set [writes] overlay in \
+             the policy or pass --overlay DIR (only `scopefs run` makes a temporary one by itself)",
+            policy.name()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The overlay must lie outside SOURCE and MOUNTPOINT (the agent would see it, or it would
 /// shadow itself); its own format is checked when the daemon opens it.
-fn check_overlay(overlay: &Path, source: &Path, mountpoint: &Path) -> Result<(), Error> {
+fn check_overlay(
+    overlay: &Path,
+    source: Option<&Path>,
+    mountpoint: Option<&Path>,
+) -> Result<(), Error> {
     let parent = overlay
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -53,7 +102,8 @@ fn check_overlay(overlay: &Path, source: &Path, mountpoint: &Path) -> Result<(),
         Some(name) => canonical_parent.join(name),
         None => canonical_parent,
     };
-    if canonical.starts_with(source) || canonical.starts_with(mountpoint) {
+    let within = |dir: Option<&Path>| dir.is_some_and(|dir| canonical.starts_with(dir));
+    if within(source) || within(mountpoint) {
         return Err(Error::Input(format!(
             "OVERLAY {} lies inside SOURCE or MOUNTPOINT: put it outside both, e.g. next to SOURCE",
             overlay.display()

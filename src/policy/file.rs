@@ -366,6 +366,20 @@ impl Policy {
         &self.view.allow
     }
 
+    /// What is valid but probably not meant: allow patterns that name a directory without
+    /// anchoring it (`src/` matches at any depth), each with its location.
+    pub fn warnings(&self) -> Vec<PolicyError> {
+        self.view
+            .allow
+            .iter()
+            .filter(|p| !matches!(p.rule.origin, RuleOrigin::Default | RuleOrigin::Preset(_)))
+            .filter_map(|p| {
+                super::pattern::unanchored_directory(p.text())
+                    .map(|message| PolicyError::new(p.location(), message))
+            })
+            .collect()
+    }
+
     /// `[view] hide`, with `--hide` patterns appended.
     pub fn hide(&self) -> &[Pattern] {
         &self.view.hide

@@ -104,6 +104,28 @@ fn absolute_problem(pattern: &str, body: &str) -> Option<String> {
     ))
 }
 
+/// A warning for an allow pattern that names a directory without anchoring it (`src/`): it
+/// matches a directory of that name at any depth, which is rarely what is meant. `None` for an
+/// anchored pattern (`/src/`, `src/lib/`), a glob (`*/`, `**/x/`) or a pattern that is not a
+/// directory's.
+pub fn unanchored_directory(pattern: &str) -> Option<String> {
+    let body = pattern.strip_prefix('!').unwrap_or(pattern);
+    let name = body.strip_suffix('/')?;
+    if name.is_empty()
+        || name.contains('/')
+        || name.contains(['*', '?', '[', '\\'])
+        || problem(pattern).is_some()
+    {
+        return None;
+    }
+    let negation = if pattern.starts_with('!') { "!" } else { "" };
+    Some(format!(
+        "{pattern:?} matches a directory named {name:?} at any depth (say vendor/x/{name}/ too); \
+         write \"{negation}/{name}/\" for the top-level one only, or \"{negation}**/{name}/\" to \
+         say any depth is meant"
+    ))
+}
+
 fn glob_problem(pattern: &str) -> Option<String> {
     let mut builder = GitignoreBuilder::new(".");
     builder.allow_unclosed_class(false);
@@ -175,6 +197,20 @@ mod tests {
         ] {
             let got = problem(pattern).unwrap_or_default();
             assert!(got.contains(needle), "{pattern:?}: {got}");
+        }
+    }
+
+    #[test]
+    fn unanchored_directories_are_told_apart() {
+        for pattern in ["src/", "!gen/", "node_modules/"] {
+            assert!(unanchored_directory(pattern).is_some(), "{pattern}");
+        }
+        let got = unanchored_directory("src/").unwrap_or_default();
+        assert!(got.contains("\"/src/\""), "{got}");
+        for pattern in [
+            "/src/", "src/lib/", "**/src/", "*/", "src", "*.rs", "**", "a?/", "[ab]/", "/", "../x/",
+        ] {
+            assert_eq!(unanchored_directory(pattern), None, "{pattern}");
         }
     }
 
