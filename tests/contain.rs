@@ -837,6 +837,81 @@ fn a_normal_user_is_told_when_fuse_is_closed_to_users() {
     }
 }
 
+/// A normal user's views are listed by their own `scopefs status`, without root, from a state
+/// directory of their own; `reload` works on them too; and a `run` of theirs, mounted in its
+/// own namespaces, is listed as seen only by its command.
+#[test]
+fn a_normal_user_sees_their_own_views_in_status() {
+    let stage = Stage::new();
+    let user = TestUser::create();
+    stage.hand_to(&user);
+    let mnt = stage.state.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let policy = stage.state.join("policy.toml");
+    fs::write(&policy, "[view]\nhide = []\n").unwrap();
+    for path in [&mnt, &policy] {
+        let status = Command::new("chown")
+            .arg(user.name.as_str())
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let script = format!(
+        "set -e; {bin} mount -c {policy} {src} {mnt}; \
+         {bin} status {mnt}; \
+         {bin} reload {mnt}; \
+         {bin} umount {mnt}; \
+         {bin} status; \
+         {bin} run {src} -- sh -c 'while [ ! -e \"$TMPDIR/done\" ]; do sleep 0.1; done' & \
+         found=no; for i in $(seq 300); do \
+           if {bin} status | grep -q 'seen only by the command of'; then found=yes; break; fi; \
+           sleep 0.1; \
+         done; \
+         touch \"$TMPDIR/done\"; wait; echo \"run listed: $found\"",
+        bin = stage.bin.display(),
+        src = stage.src.display(),
+        mnt = mnt.display(),
+        policy = policy.display(),
+    );
+    let command: Vec<OsString> = ["sh", "-c", &script].map(OsString::from).to_vec();
+    let mut cmd = as_user(&stage, &user, "0666", true, &command);
+    cmd.current_dir(&stage.src)
+        .env("PATH", PATH)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("TMPDIR", &stage.tmp);
+    let outcome = run_with_timeout(cmd, RUN_TIMEOUT);
+    assert_eq!(
+        outcome.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        outcome.stdout,
+        outcome.stderr
+    );
+    let out = &outcome.stdout;
+    assert!(
+        out.starts_with(&format!("{}  (pid ", mnt.display())),
+        "the user's view is listed: {out}"
+    );
+    assert!(
+        out.contains(&format!("  source   {}\n", stage.src.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("reloaded {}: the policy of", mnt.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains("no live scopefs views of this user\nrun listed: yes\n"),
+        "nothing once unmounted, then the run's view: {out}"
+    );
+    let dir = PathBuf::from(format!("/tmp/scopefs-{}", user.uid));
+    let meta = fs::symlink_metadata(&dir).unwrap();
+    assert_eq!(meta.uid(), user.uid, "{} is the user's", dir.display());
+    assert_eq!(meta.mode() & 0o777, 0o700, "{} is private", dir.display());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Where /dev/fuse is open to users, a normal user's `mount` goes through fusermount3 and
 /// `umount` through `fusermount3 -u`.
 #[test]

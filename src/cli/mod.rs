@@ -21,8 +21,10 @@ pub mod docs;
 pub mod error;
 pub mod explain;
 pub mod mount;
+pub mod reload;
 mod review;
 pub mod run;
+pub mod status;
 pub mod umount;
 
 /// A scoped view of a directory for an AI agent: only allowlisted paths appear, secrets are
@@ -42,6 +44,10 @@ pub enum Command {
     Run(run::RunCmd),
     /// Unmount a view and wait until its daemon has exited.
     Umount(umount::UmountCmd),
+    /// List the live views of this user: source, mode, overlay, policy, daemon, refusals.
+    Status(status::StatusCmd),
+    /// Read a view's policy file again (after checking it) and say whether it is in force.
+    Reload(reload::ReloadCmd),
     /// Print each PATH's verdict and the rule that decided it (or the whole view with --tree).
     Explain(explain::ExplainCmd),
     /// Validate a policy file (and SOURCE, if given).
@@ -198,6 +204,8 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Mount(cmd) => cmd.run(),
         Command::Umount(cmd) => cmd.run(),
+        Command::Status(cmd) => cmd.run(),
+        Command::Reload(cmd) => cmd.run(),
         Command::Run(cmd) => cmd.run(),
         Command::Explain(cmd) => cmd.run(),
         Command::Check(cmd) => cmd.run(),

@@ -98,6 +98,7 @@ fn serve(prepared: &daemon::Prepared, options: &MountOptions) -> CliResult {
         Ok(daemon) => daemon,
         Err(e) => return report(e),
     };
+    record_state(&daemon.control(), sys::euid(), false);
     // Kept until serving ends; the process exits then.
     let _signals = match daemon::handle_signals(daemon.control(), OnStop::Unmount) {
         Ok(signals) => signals,
@@ -108,6 +109,21 @@ fn serve(prepared: &daemon::Prepared, options: &MountOptions) -> CliResult {
         std::thread::spawn(move || announce_ready(&mountpoint));
     }
     Ok(daemon.serve()?)
+}
+
+/// Writes the view's state file for `scopefs status` and `scopefs reload`, in the state
+/// directory of user `uid`; a view that cannot is served all the same, with a warning.
+pub(super) fn record_state(control: &std::sync::Arc<daemon::Control>, uid: u32, private: bool) {
+    let recorded = daemon::state::dir(uid)
+        .map_err(|e| format!("no state directory: {e}"))
+        .and_then(|dir| {
+            control
+                .record_state(&dir, private)
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "`scopefs status` will not list this view");
+    }
 }
 
 /// Starts the daemon and waits until it reports the mount ready or failed.

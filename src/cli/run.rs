@@ -74,7 +74,14 @@ impl RunCmd {
         // The command is contained in a user namespace: fail now, with nothing mounted, where
         // the host forbids them.
         sys::ns::probe_userns().map_err(|e| CliError::runtime(sys::ns::refusal(&e)))?;
-        if sys::euid() != 0 && daemon::fuse_device_opens() {
+        // The user's own ids, before a user namespace maps them to root.
+        let state_uid = sys::euid();
+        let private = sys::euid() != 0 && daemon::fuse_device_opens();
+        if private {
+            // Made now, while the user is still themselves.
+            if let Err(e) = daemon::state::dir(state_uid) {
+                tracing::warn!(error = %e, "`scopefs status` will not list this view");
+            }
             // Inside the namespace, owners it does not map cannot be told apart: the overlay's
             // place is judged now, with the real ids.
             if let Some(dir) = policy.overlay_dir() {
@@ -123,6 +130,7 @@ impl RunCmd {
         };
         let daemon = Daemon::start(&prepared, &options)?;
         let control = daemon.control();
+        super::mount::record_state(&control, state_uid, private);
         // Only the serving threads are confined: this thread must still start the command
         // (which inherits nothing of it) and unmount.
         let background = daemon.serve_in_background()?;

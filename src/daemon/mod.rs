@@ -15,10 +15,12 @@
 
 mod prepare;
 mod signals;
+pub mod state;
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak, mpsc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use fuser::{Notifier, Session};
 
@@ -89,6 +91,24 @@ pub struct Control {
     mountpoint: PathBuf,
     overrides: Overrides,
     write_mode: WriteMode,
+    /// What the view's state file says of it at first.
+    described: state::ViewState,
+    /// The thread keeping the state file up to date, once there is one.
+    recorder: parking_lot::Mutex<Option<Recorder>>,
+}
+
+/// The thread that owns a view's state file: it writes the count of refusals every second and
+/// each reload's outcome as it comes, and removes the file when told to stop. It runs with the
+/// rights of the thread that started it, so the file can be removed after the serving thread
+/// confined itself.
+struct Recorder {
+    tx: mpsc::Sender<Recorded>,
+    thread: JoinHandle<()>,
+}
+
+enum Recorded {
+    Reload(state::ReloadOutcome),
+    Stop,
 }
 
 /// Why a reload left the old policy in force.
@@ -154,6 +174,27 @@ impl Daemon {
         if let Err(e) = sys::set_non_dumpable() {
             tracing::warn!(error = %e, "cannot make the daemon non-dumpable");
         }
+        let pid = std::process::id();
+        let described = state::ViewState {
+            pid,
+            start_ticks: state::start_ticks(pid).unwrap_or_default(),
+            source: prepared.source.clone(),
+            mountpoint: prepared.mountpoint.clone(),
+            write_mode: crate::policy::name_of(&prepared.policy.write_mode()),
+            overlay: prepared
+                .policy
+                .overlay_dir()
+                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf())),
+            policy: prepared
+                .policy
+                .file()
+                .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.to_path_buf())),
+            started: state::now(),
+            private: false,
+            denied: 0,
+            reloads: 0,
+            last_reload: None,
+        };
         let control = Control {
             notifier: session.notifier(),
             view,
@@ -162,6 +203,8 @@ impl Daemon {
             mountpoint: prepared.mountpoint.clone(),
             overrides: prepared.overrides.clone(),
             write_mode: prepared.policy.write_mode(),
+            described,
+            recorder: parking_lot::Mutex::new(None),
         };
         Ok(Daemon {
             session,
@@ -187,10 +230,11 @@ impl Daemon {
         crate::confine::restrict_thread_or_warn(&control.view.confinement());
         fuse::notify::follow_in_background(changes, &control.view, session.notifier());
         let audit = control.audit.clone();
-        drop(control);
         let served = session
             .run()
             .map_err(|e| Error::System(format!("the file system stopped: {e}")));
+        control.stop_recording();
+        drop(control);
         if let Some(audit) = audit {
             audit.close();
         }
@@ -217,6 +261,18 @@ impl Control {
     /// told of. An invalid policy, or one that changes the write mode, leaves the old one in
     /// force.
     pub fn reload(&self) -> Result<usize, ReloadError> {
+        let result = self.try_reload();
+        if let Some(recorder) = self.recorder.lock().as_ref() {
+            let outcome = state::ReloadOutcome {
+                applied: result.is_ok(),
+                reason: result.as_ref().err().map(ToString::to_string),
+            };
+            let _ = recorder.tx.send(Recorded::Reload(outcome));
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<usize, ReloadError> {
         let policy = Policy::from_overrides(&self.overrides).map_err(ReloadError::Invalid)?;
         let matcher = policy.compile().map_err(ReloadError::Invalid)?;
         if policy.write_mode() != self.write_mode {
@@ -226,10 +282,65 @@ impl Control {
         Ok(fuse::forget_everything(&self.view, &self.notifier))
     }
 
+    /// Writes the view's state file into `dir` (see [`state`]) and keeps it up to date until
+    /// serving ends; `private` when the view is mounted in `run`'s own namespaces. Call it
+    /// before serving, from a thread that is not confined.
+    pub fn record_state(self: &Arc<Self>, dir: &Path, private: bool) -> Result<(), Error> {
+        let described = state::ViewState {
+            private,
+            ..self.described.clone()
+        };
+        let record = state::Record::create(dir, described).map_err(|e| {
+            Error::System(format!(
+                "cannot write the view's state file in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let (tx, rx) = mpsc::channel();
+        let control = Arc::downgrade(self);
+        let thread = std::thread::Builder::new()
+            .name("scopefs-state".into())
+            .spawn(move || keep_recording(&record, &rx, &control))
+            .map_err(|e| Error::System(format!("cannot start the state thread: {e}")))?;
+        *self.recorder.lock() = Some(Recorder { tx, thread });
+        Ok(())
+    }
+
+    /// Stops keeping the state file and removes it.
+    fn stop_recording(&self) {
+        let recorder = self.recorder.lock().take();
+        if let Some(recorder) = recorder {
+            let _ = recorder.tx.send(Recorded::Stop);
+            if recorder.thread.join().is_err() {
+                tracing::error!("the state thread panicked");
+            }
+        }
+    }
+
     /// Unmounts the view once the requests in hand are answered (detaching it lazily if it is
     /// busy); serving then ends.
     pub fn shutdown(&self) {
         fuse::unmount(&self.mountpoint, &self.serving);
+    }
+}
+
+/// The recorder's loop: the refusals counted, every second; reloads as they come; the file
+/// removed (when `record` drops) at the end.
+fn keep_recording(record: &state::Record, rx: &mpsc::Receiver<Recorded>, control: &Weak<Control>) {
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(Recorded::Reload(outcome)) => record.update(|s| {
+                s.reloads += 1;
+                s.last_reload = Some(outcome);
+            }),
+            Ok(Recorded::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let Some(control) = control.upgrade() else {
+            return;
+        };
+        let denied = control.view.refusals();
+        record.update(|s| s.denied = denied);
     }
 }
 

@@ -60,20 +60,21 @@ impl Signals {
     }
 }
 
-/// SIGHUP: the reload, and what became of it on stderr.
+/// SIGHUP: the reload, and what became of it: one line on stderr (for `--foreground`), and
+/// the state file (for `scopefs reload`).
 fn reload(control: &Control) {
     match control.reload() {
-        Ok(entries) => tracing::info!(entries, "policy reloaded"),
-        Err(ReloadError::Invalid(e)) => {
+        Ok(entries) => {
+            eprintln!("scopefs: SIGHUP: the policy was reloaded and is in force");
+            tracing::debug!(entries, "policy reloaded");
+        }
+        Err(e @ ReloadError::Invalid(_)) => {
             eprintln!(
-                "scopefs: SIGHUP: the policy was not reloaded, the old one stays in force: {}",
-                e.first_line()
+                "scopefs: SIGHUP: the policy was not reloaded, the old one stays in force: {e}"
             );
-            tracing::error!(error = %e.first_line(), "policy reload refused");
         }
         Err(e @ ReloadError::ModeChanged) => {
             eprintln!("scopefs: SIGHUP: the policy was not reloaded: {e}");
-            tracing::error!("policy reload refused: the write mode changed");
         }
     }
 }

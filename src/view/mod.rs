@@ -155,6 +155,8 @@ pub struct View {
     /// table): while they differ, a name found gone may only be in the middle of a change.
     names_changing: AtomicU64,
     names_changed: AtomicU64,
+    /// Operations the policy refused, for `scopefs status`.
+    refused: AtomicU64,
 }
 
 /// Held by a request while it changes names on disk and in the inode table.
@@ -188,6 +190,7 @@ impl View {
             reads: Mutex::new(Vec::new()),
             names_changing: AtomicU64::new(0),
             names_changed: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -276,9 +279,15 @@ impl View {
         self.audit.as_ref()
     }
 
+    /// How many operations the policy refused so far (hidden names asked for, changes refused).
+    pub fn refusals(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     /// `err`, refused at `path` by `rule`. The rule is kept where something will read it (an
     /// audit log, or debug logging): elsewhere a refusal is its bare error, at no cost.
     fn refuse(&self, path: &RelPath, err: FsError, rule: impl std::fmt::Display) -> FsError {
+        self.refused.fetch_add(1, Ordering::Relaxed);
         if self.audit.is_some() || tracing::enabled!(tracing::Level::DEBUG) {
             FsError::refused(err, path, rule)
         } else {
@@ -367,6 +376,8 @@ impl View {
                     return Err(self.refuse(path, FsError::NotFound, reason));
                 }
             }
+            // A hidden name that exists, asked for: a refusal, counted as `refuse` counts.
+            self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(FsError::NotFound);
         }
         Ok(Located {

@@ -18,6 +18,7 @@ mod names;
 mod normfs;
 mod races;
 mod scale;
+mod status;
 mod view;
 mod watch;
 mod writes;
