@@ -1,12 +1,24 @@
-//! `scopefs completions SHELL` and `scopefs man`: generated from the clap definitions, they
-//! name every subcommand. No FUSE needed.
+//! `scopefs --help`, `scopefs completions SHELL` and `scopefs man`: generated from the clap
+//! definitions, they name every subcommand; every page has examples, and `scopefs-policy(5)`
+//! holds the whole policy format. No FUSE needed.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use assert_cmd::Command;
 
-const SUBCOMMANDS: [&str; 8] = [
-    "mount", "run", "umount", "explain", "check", "diff", "apply", "discard",
+const SUBCOMMANDS: [&str; 12] = [
+    "mount",
+    "run",
+    "umount",
+    "status",
+    "reload",
+    "explain",
+    "check",
+    "diff",
+    "apply",
+    "discard",
+    "completions",
+    "man",
 ];
 
 fn stdout_of(args: &[&str]) -> String {
@@ -90,7 +102,23 @@ fn man_page_lists_every_subcommand() {
             "man page lacks scopefs-{sub}(1)"
         );
     }
-    assert!(!page.contains("completions"), "hidden subcommands stay out");
+    assert!(
+        !page.contains("internal"),
+        "the internal subcommand stays out"
+    );
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let help = stdout_of(&["--help"]);
+    for sub in SUBCOMMANDS {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{sub} "))),
+            "--help does not list {sub}:\n{help}"
+        );
+    }
+    assert!(!help.contains("internal"), "{help}");
 }
 
 #[test]
@@ -107,9 +135,54 @@ fn man_out_dir_writes_one_page_per_subcommand() {
             "{sub}:\n{page}"
         );
     }
+    for sub in SUBCOMMANDS {
+        let page = std::fs::read_to_string(dir.path().join(format!("scopefs-{sub}.1"))).unwrap();
+        assert!(page.contains(".SH EXAMPLES"), "{sub} has examples:\n{page}");
+        assert!(
+            page.contains("scopefs\\-policy\\fR(5)"),
+            "{sub} points to the policy page:\n{page}"
+        );
+    }
     let run = std::fs::read_to_string(dir.path().join("scopefs-run.1")).unwrap();
     assert!(
         run.contains("in\\-place"),
         "run's page documents --in-place"
     );
+}
+
+/// `scopefs-policy(5)` holds the whole format: every key of docs/policy.md's table, the
+/// patterns, presets, symlinks and hardlinks, as one section 5 page.
+#[test]
+fn man_out_dir_writes_the_policy_format_page() {
+    let dir = tempfile::tempdir().unwrap();
+    stdout_of(&["man", "--out-dir", dir.path().to_str().unwrap()]);
+    let page = std::fs::read_to_string(dir.path().join("scopefs-policy.5")).unwrap();
+    assert!(page.starts_with(".TH scopefs-policy 5"), "{page}");
+    for section in [
+        "EVERY KEY",
+        "PATTERNS",
+        "VISIBILITY",
+        "PRESETS",
+        "SYMLINKS",
+        "HARDLINKS",
+    ] {
+        assert!(page.contains(&format!(".SH \"{section}\"")), "no {section}");
+    }
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/policy.md"),
+    )
+    .unwrap();
+    let keys: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `["))
+        .filter_map(|l| l.split_once('`'))
+        .map(|(key, _)| key)
+        .collect();
+    assert!(keys.len() >= 12, "the table of keys: {keys:?}");
+    for key in keys {
+        assert!(
+            page.contains(&format!(".TP\n\\fB[{key}\\fR")),
+            "scopefs-policy(5) lacks [{key}"
+        );
+    }
 }

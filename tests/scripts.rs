@@ -4,8 +4,11 @@
 //! script's own usage.
 //!
 //! The scripts build with cargo. So as not to build scopefs a second time, nor wait on the
-//! lock of the `cargo test` that runs these tests, each test gets its own target directory: a
-//! copy of this build's profile directory made of hard links (cargo finds it up to date).
+//! lock of the `cargo test` that runs these tests, they get a target directory of their own: a
+//! copy of this build's profile directory made of hard links, shared by the tests. `cargo build`
+//! finds it up to date when `cargo build --bin scopefs` ran before the tests, as
+//! `scripts/test.sh` does (`cargo test` builds the binary under another profile); otherwise the
+//! first script to build compiles scopefs there once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -14,6 +17,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use common::{BIN, mountinfo};
 
@@ -72,9 +76,15 @@ impl Target {
     }
 }
 
+/// The target directory the tests share.
+fn target() -> &'static Target {
+    static TARGET: OnceLock<Target> = OnceLock::new();
+    TARGET.get_or_init(Target::new)
+}
+
 #[test]
 fn install_gives_a_working_binary_man_pages_and_completions() {
-    let target = Target::new();
+    let target = target();
     let prefix = tempfile::tempdir().unwrap();
     let prefix = prefix.path().join("usr");
     let out = Command::new(repo().join("scripts/install.sh"))
@@ -127,6 +137,8 @@ fn install_gives_a_working_binary_man_pages_and_completions() {
         "scopefs-diff.1",
         "scopefs-apply.1",
         "scopefs-discard.1",
+        "scopefs-status.1",
+        "scopefs-reload.1",
     ] {
         assert!(pages.iter().any(|p| p == sub), "{sub} missing: {pages:?}");
     }
@@ -149,6 +161,22 @@ fn install_gives_a_working_binary_man_pages_and_completions() {
             describe(&out)
         );
     }
+    let policy = prefix.join("share/man/man5/scopefs-policy.5");
+    let out = Command::new("man")
+        .args(["-l", "-P", "cat"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "man -l scopefs-policy.5: {}",
+        describe(&out)
+    );
+    assert!(
+        text(&out.stdout).contains("EVERY KEY"),
+        "{}",
+        describe(&out)
+    );
     let out = Command::new("man")
         .args(["-P", "cat", "-M"])
         .arg(prefix.join("share/man"))
@@ -211,7 +239,7 @@ fn install_refuses_an_unknown_option_and_names_it() {
 #[test]
 fn demo_builds_in_cargo_target_dir_and_shows_the_view() {
     common::require_fuse();
-    let target = Target::new();
+    let target = target();
     let out = Command::new(repo().join("scripts/demo.sh"))
         .env("CARGO_TARGET_DIR", target.dir())
         .output()

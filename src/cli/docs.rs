@@ -1,7 +1,7 @@
 //! `scopefs completions SHELL` and `scopefs man`: shell completions and manual pages generated
-//! from the clap definitions, so they never drift from the command line. Both are hidden from
-//! `--help`; README says how to install their output. Nothing here touches a file system
-//! other than the `--out-dir` the caller names.
+//! from the clap definitions (and, for `scopefs-policy(5)`, from docs/policy.md), so they never
+//! drift from the command line; `scripts/install.sh` installs them. Nothing here touches a file
+//! system other than the `--out-dir` the caller names.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,8 +30,8 @@ impl CompletionsCmd {
 
 #[derive(Debug, Args)]
 pub struct ManCmd {
-    /// Write scopefs.1 and one scopefs-SUBCOMMAND.1 page per subcommand into this directory
-    /// instead of printing scopefs.1.
+    /// Write scopefs.1, one scopefs-SUBCOMMAND.1 page per subcommand and scopefs-policy.5 (the
+    /// policy file's format) into this directory, instead of printing scopefs.1.
     #[arg(long = "out-dir", value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 }
@@ -39,19 +39,17 @@ pub struct ManCmd {
 impl ManCmd {
     pub fn run(self) -> CliResult {
         let cmd = Cli::command();
-        if let Some(dir) = &self.out_dir {
-            return clap_mangen::generate_to(cmd, dir).map_err(|e| {
-                CliError::runtime(format!(
-                    "cannot write manual pages to {}: {e}",
-                    dir.display()
-                ))
-            });
+        let failed =
+            |e: std::io::Error| CliError::runtime(format!("cannot render the manual pages: {e}"));
+        let Some(dir) = &self.out_dir else {
+            return write_stdout(&super::manpages::top(&cmd).map_err(failed)?.text);
+        };
+        for page in super::manpages::all(&cmd).map_err(failed)? {
+            let path = dir.join(&page.file);
+            std::fs::write(&path, &page.text)
+                .map_err(|e| CliError::runtime(format!("cannot write {}: {e}", path.display())))?;
         }
-        let mut out = Vec::new();
-        clap_mangen::Man::new(cmd)
-            .render(&mut out)
-            .map_err(|e| CliError::runtime(format!("cannot render the manual page: {e}")))?;
-        write_stdout(&out)
+        Ok(())
     }
 }
 

@@ -20,6 +20,7 @@ pub mod discard;
 pub mod docs;
 pub mod error;
 pub mod explain;
+mod manpages;
 pub mod mount;
 pub mod reload;
 mod review;
@@ -59,10 +60,8 @@ pub enum Command {
     /// Drop an overlay's changes (all, or the PATHs given).
     Discard(discard::DiscardCmd),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
-    #[command(hide = true)]
     Completions(docs::CompletionsCmd),
-    /// Print the manual page (or write all of them with --out-dir).
-    #[command(hide = true)]
+    /// Print the manual page (or write all of them, scopefs-policy(5) included, with --out-dir).
     Man(docs::ManCmd),
     /// Internal: the contained side of `run`, which starts it.
     #[command(name = "internal-contain", hide = true)]
