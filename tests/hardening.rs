@@ -207,7 +207,8 @@ fn run_keeps_its_temporary_overlay_private_and_its_view_reachable() {
         .stderr
         .lines()
         .find_map(|l| l.strip_prefix("scopefs: the overlay is kept at "))
-        .map(PathBuf::from)
+        .and_then(|l| l.split_once(" (review: "))
+        .map(|(dir, _)| PathBuf::from(dir))
         .unwrap_or_else(|| panic!("no kept overlay: {out:?}"));
     let scratch = kept.parent().unwrap().to_path_buf();
     let modes = (mode_of(&scratch), mode_of(&kept));

@@ -429,7 +429,9 @@ fn fsync_seek_and_poll_work_and_run_stays_quiet() {
         overlay.stderr
     );
     assert_eq!(
-        overlay.stderr, "scopefs: 1 change(s) in the overlay:\nA new.txt\n",
+        overlay.stderr,
+        "scopefs: 1 change in the overlay: 1 added\nA new.txt\n\
+         scopefs: discarded 1 change (keep them with --keep-overlay or --overlay DIR)\n",
         "overlay view: nothing but the summary on stderr"
     );
     assert_eq!(stage.out_file("overlay.txt"), "0\n[(3, 1)]\n");
@@ -456,6 +458,86 @@ fn temporary_overlay_is_removed_and_its_changes_summarised() {
     stage.assert_clean("temporary overlay");
 }
 
+/// Many changes: counts by kind, the first 20 as `diff` lines, how many more, and that the
+/// temporary overlay and its changes are gone.
+#[test]
+fn summary_counts_by_kind_and_lists_at_most_twenty_paths() {
+    let stage = Stage::new();
+    let outcome = stage.run(
+        &["--writes", "overlay"],
+        "cd \"$SCOPEFS_VIEW\" && for i in $(seq 10 34); do echo $i > f$i; done \
+         && echo more >> README && rm sub/notes.txt",
+    );
+    assert_eq!(outcome.code(), Some(0), "stderr: {}", outcome.stderr);
+    let lines: Vec<&str> = outcome.stderr.lines().collect();
+    assert_eq!(
+        lines[0], "scopefs: 27 changes in the overlay: 25 added, 1 modified, 1 deleted",
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(lines.len(), 1 + 20 + 2, "{}", outcome.stderr);
+    assert!(
+        lines[1..21]
+            .iter()
+            .all(|l| l.starts_with("A ") || l.starts_with("M ") || l.starts_with("D ")),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(lines[21], "… and 7 more");
+    assert_eq!(
+        lines[22],
+        "scopefs: discarded 27 changes (keep them with --keep-overlay or --overlay DIR)"
+    );
+    stage.assert_clean("summary of many changes");
+}
+
+/// Ctrl-C ends the command; the summary still says what the overlay held and that it is gone.
+#[test]
+fn summary_after_ctrl_c_says_the_overlay_was_discarded() {
+    let stage = Stage::new();
+    let ready = stage.out.join("ready");
+    let script = format!(
+        "cd \"$SCOPEFS_VIEW\" && echo new > new.txt && echo $$ > '{}' && exec sleep 60",
+        ready.display()
+    );
+    let mut cmd = stage.command(&stage.out, &["--writes", "overlay"], &script);
+    let cap = Capture::new();
+    cap.attach(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    wait_for_file(&ready, &mut child, &cap);
+    common::signal(i32::try_from(child.id()).unwrap(), libc::SIGINT);
+    let status = wait_run(&mut child, &cap);
+    assert_eq!(status.code(), Some(130), "stderr: {}", cap.stderr());
+    assert_eq!(
+        cap.stderr(),
+        "scopefs: 1 change in the overlay: 1 added\nA new.txt\n\
+         scopefs: discarded 1 change (keep them with --keep-overlay or --overlay DIR)\n"
+    );
+    stage.assert_clean("run interrupted");
+}
+
+/// An overlay given with --overlay stays, and the summary says where to review it.
+#[test]
+fn a_given_overlay_is_kept_and_named() {
+    let stage = Stage::new();
+    let overlay = stage.out.join("overlay");
+    let outcome = stage.run(
+        &["--overlay", overlay.to_str().unwrap()],
+        "cd \"$SCOPEFS_VIEW\" && echo new > new.txt",
+    );
+    assert_eq!(outcome.code(), Some(0), "stderr: {}", outcome.stderr);
+    assert_eq!(
+        outcome.stderr,
+        format!(
+            "scopefs: 1 change in the overlay: 1 added\nA new.txt\n\
+             scopefs: the overlay is kept at {o} (review: scopefs diff {o})\n",
+            o = overlay.display()
+        )
+    );
+    assert!(overlay.join("upper/new.txt").exists());
+    stage.assert_clean("given overlay");
+}
+
 #[test]
 fn keep_overlay_prints_where_the_changes_are() {
     let stage = Stage::new();
@@ -471,11 +553,18 @@ fn keep_overlay_prints_where_the_changes_are() {
         "summary: {}",
         outcome.stderr
     );
+    assert_eq!(
+        lines[0], "scopefs: 2 changes in the overlay: 1 added, 1 deleted",
+        "{}",
+        outcome.stderr
+    );
     let kept = lines
         .iter()
         .find_map(|l| l.strip_prefix("scopefs: the overlay is kept at "))
+        .and_then(|l| l.split_once(" (review: scopefs diff "))
         .unwrap_or_else(|| panic!("no kept-overlay line: {}", outcome.stderr));
-    let kept = PathBuf::from(kept);
+    assert_eq!(kept.1, format!("{})", kept.0), "{}", outcome.stderr);
+    let kept = PathBuf::from(kept.0);
     assert!(
         kept.starts_with(&stage.tmp),
         "{} under TMPDIR",

@@ -26,6 +26,7 @@ pub mod reload;
 mod review;
 pub mod run;
 pub mod status;
+mod summary;
 pub mod umount;
 
 /// A scoped view of a directory for an AI agent: only allowlisted paths appear, secrets are

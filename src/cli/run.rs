@@ -16,6 +16,7 @@ use clap::Args;
 
 use crate::cli::PolicyArgs;
 use crate::cli::error::{CliError, CliResult};
+use crate::cli::summary::{self, Fate};
 use crate::daemon::{self, Control, Daemon, OnStop};
 use crate::policy::{Policy, WriteMode};
 use crate::sys;
@@ -145,17 +146,19 @@ impl RunCmd {
             Err(_) => tracing::error!("the file system thread panicked"),
         }
         drop(control);
-        if let Some(overlay) = &self.policy.overlay {
+        if let Some(overlay) = self.policy.overlay.clone() {
             if prepared.policy.write_mode() == WriteMode::Overlay {
-                print_summary(overlay);
+                let kept;
+                let fate = if !temp_overlay {
+                    Fate::Kept(&overlay)
+                } else if self.keep_overlay {
+                    kept = scratch.keep().join("overlay");
+                    Fate::Kept(&kept)
+                } else {
+                    Fate::Discarded
+                };
+                print_summary(&overlay, &fate);
             }
-        }
-        if temp_overlay && self.keep_overlay {
-            let kept = scratch.keep();
-            eprintln!(
-                "scopefs: the overlay is kept at {}",
-                kept.join("overlay").display()
-            );
         }
         drop(temp_view);
         status
@@ -293,8 +296,8 @@ impl RunCmd {
     }
 }
 
-/// Prints the overlay's changes to stderr, one `diff` line each.
-fn print_summary(dir: &Path) {
+/// Prints the overlay's changes to stderr (see [`super::summary`]) and what becomes of it.
+fn print_summary(dir: &Path, fate: &Fate) {
     let listed = crate::overlay::Overlay::open_for_review(dir, false)
         .map_err(|e| e.to_string())
         .and_then(|overlay| {
@@ -302,14 +305,7 @@ fn print_summary(dir: &Path) {
             crate::overlay::changes::list(&overlay, std::os::fd::AsFd::as_fd(&lower))
                 .map_err(|e| e.to_string())
         });
-    match listed {
-        Ok(changes) if changes.is_empty() => eprintln!("scopefs: no changes"),
-        Ok(changes) => {
-            eprintln!("scopefs: {} change(s) in the overlay:", changes.len());
-            for change in &changes {
-                eprintln!("{}", super::diff::line(change));
-            }
-        }
-        Err(e) => eprintln!("scopefs: cannot list the overlay's changes: {e}"),
+    for line in summary::lines(listed.as_deref().map_err(Clone::clone), fate) {
+        eprintln!("{line}");
     }
 }
