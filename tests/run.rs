@@ -638,13 +638,63 @@ fn a_command_that_cannot_start_is_a_clear_failure_and_leaves_nothing() {
         .arg(&stage.src)
         .args(["--", "/nonexistent/program"]);
     let outcome = run_with_timeout(cmd, RUN_TIMEOUT);
-    assert_ne!(outcome.code(), Some(0));
+    assert_eq!(
+        outcome.code(),
+        Some(127),
+        "as env says it: {}",
+        outcome.stderr
+    );
     assert!(
         outcome.stderr.contains("/nonexistent/program"),
         "stderr names the command: {}",
         outcome.stderr
     );
     stage.assert_clean("command not found");
+
+    // Found on no PATH entry: 127 too.
+    let mut cmd = common::scopefs();
+    cmd.current_dir(&stage.out)
+        .env("TMPDIR", &stage.tmp)
+        .args(["run"])
+        .arg(&stage.src)
+        .args(["--", "scopefs-no-such-command"]);
+    let outcome = run_with_timeout(cmd, RUN_TIMEOUT);
+    assert_eq!(outcome.code(), Some(127), "{}", outcome.stderr);
+    assert!(
+        outcome
+            .stderr
+            .starts_with("scopefs: cannot execute scopefs-no-such-command: No such file"),
+        "{}",
+        outcome.stderr
+    );
+    stage.assert_clean("command not on PATH");
+
+    // A file that is not executable, and a directory: 126, as a shell or env says it.
+    let script = stage.out.join("script.sh");
+    fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    for program in [script.as_path(), stage.out.as_path()] {
+        let mut cmd = common::scopefs();
+        cmd.current_dir(&stage.out)
+            .env("TMPDIR", &stage.tmp)
+            .args(["run"])
+            .arg(&stage.src)
+            .arg("--")
+            .arg(program);
+        let outcome = run_with_timeout(cmd, RUN_TIMEOUT);
+        assert_eq!(
+            outcome.code(),
+            Some(126),
+            "{}: {}",
+            program.display(),
+            outcome.stderr
+        );
+        assert!(
+            outcome.stderr.contains("Permission denied"),
+            "{}",
+            outcome.stderr
+        );
+        stage.assert_clean("command not executable");
+    }
 }
 
 /// The processes running a given (unique) command line, by scanning /proc.

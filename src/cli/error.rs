@@ -18,6 +18,10 @@ pub enum ExitCode {
     Usage = 2,
     /// 3: `apply` refused because of conflicts.
     Conflict = 3,
+    /// 126: `run`'s command exists but cannot be executed (as a shell or `env` says it).
+    CannotExecute = 126,
+    /// 127: `run`'s command was not found.
+    NotFound = 127,
 }
 
 impl CliError {

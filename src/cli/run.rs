@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::cli::PolicyArgs;
-use crate::cli::error::{CliError, CliResult};
+use crate::cli::error::{CliError, CliResult, ExitCode};
 use crate::cli::summary::{self, Fate};
 use crate::daemon::{self, Control, Daemon, OnStop};
 use crate::policy::{Policy, WriteMode};
@@ -263,6 +263,20 @@ impl RunCmd {
                 spec.program.to_string_lossy(),
                 self.hint(&spec)
             ))),
+            // As a shell or `env` says it: 127 for no such command, 126 for one that cannot
+            // be executed.
+            Some(Report::CannotExecute { errno, message }) => Err(CliError {
+                code: if errno == libc::ENOENT {
+                    ExitCode::NotFound
+                } else {
+                    ExitCode::CannotExecute
+                },
+                message: format!(
+                    "cannot execute {}: {message}{}",
+                    spec.program.to_string_lossy(),
+                    self.hint(&spec)
+                ),
+            }),
             None => Err(CliError::runtime(
                 "the command's container ended before the command started",
             )),

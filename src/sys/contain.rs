@@ -104,8 +104,11 @@ pub enum Report {
     Started,
     /// The container could not be built; the message says why and how to fix it.
     Failed(String),
-    /// The command could not be executed (the error, as the kernel gave it).
+    /// The command's process could not be made ready to execute it (the error).
     NotExecuted(String),
+    /// Executing the command failed with `errno` (ENOENT: no such command; EACCES: not
+    /// executable, ...).
+    CannotExecute { errno: i32, message: String },
 }
 
 impl Report {
@@ -115,7 +118,23 @@ impl Report {
             Report::Started => "started\n".to_string(),
             Report::Failed(m) => format!("failed {}\n", one_line(m)),
             Report::NotExecuted(m) => format!("exec {}\n", one_line(m)),
+            Report::CannotExecute { errno, message } => {
+                format!("exec errno={errno} {}\n", one_line(message))
+            }
         }
+    }
+
+    /// The report of an `exec ...` line.
+    fn exec(line: &str) -> Report {
+        line.strip_prefix("errno=")
+            .and_then(|rest| rest.split_once(' '))
+            .and_then(|(errno, message)| {
+                errno.parse().ok().map(|errno| Report::CannotExecute {
+                    errno,
+                    message: message.to_string(),
+                })
+            })
+            .unwrap_or_else(|| Report::NotExecuted(line.to_string()))
     }
 
     /// Reads the report from `reader`; `None` if the contained side ended without one.
@@ -129,8 +148,7 @@ impl Report {
         if let Some(m) = line.strip_prefix("failed ") {
             return Some(Report::Failed(m.to_string()));
         }
-        line.strip_prefix("exec ")
-            .map(|m| Report::NotExecuted(m.to_string()))
+        line.strip_prefix("exec ").map(Report::exec)
     }
 
     fn send(&self, to: &mut File) {
@@ -450,7 +468,7 @@ fn init(spec: &Spec, mut report: File, signals: &SigSet) -> i32 {
                     .strip_suffix('\n')
                     .and_then(|l| l.strip_prefix("exec "))
                 {
-                    Some(error) => Report::NotExecuted(error.to_string()),
+                    Some(error) => Report::exec(error),
                     None => Report::Started,
                 }
             }
@@ -562,7 +580,14 @@ fn command_process(spec: &Spec, mut up: File, mut down: File) -> ! {
             .env("LOGNAME", &user.name);
     }
     let error = command.exec();
-    give_up(&mut up, format!("exec {error}\n"))
+    give_up(
+        &mut up,
+        Report::CannotExecute {
+            errno: error.raw_os_error().unwrap_or(0),
+            message: error.to_string(),
+        }
+        .line(),
+    )
 }
 
 /// Tells init why the command's process gives up, and ends it.
