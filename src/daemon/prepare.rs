@@ -12,6 +12,15 @@ use crate::sys::{self, mountinfo};
 pub fn prepare(overrides: &Overrides, source: &Path, mountpoint: &Path) -> Result<Prepared, Error> {
     let policy = Policy::from_overrides(overrides).map_err(Error::Policy)?;
     let source = check_source(source)?;
+    if std::fs::canonicalize(mountpoint).is_ok_and(|m| m == source) {
+        return Err(Error::Input(format!(
+            "MOUNTPOINT {} is SOURCE itself, and a view cannot be mounted over the directory it \
+             shows; to give a command the view at SOURCE's own path, use \
+             `scopefs run --in-place {} -- COMMAND`",
+            mountpoint.display(),
+            source.display()
+        )));
+    }
     let mountpoint = check_mountpoint(mountpoint)?;
     if mountpoint.starts_with(&source) {
         return Err(Error::Input(format!(
