@@ -47,3 +47,33 @@ fn mounting_a_directory_onto_itself_points_to_run_in_place() {
         assert!(!err.contains("not empty"), "{err}");
     }
 }
+
+/// `diff`, `apply` and `discard` answer alike for an OVERLAY that is not one: missing, a plain
+/// directory or a file are all usage errors (2) that say what to give instead.
+#[test]
+fn review_commands_give_one_exit_code_for_a_wrong_overlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    fs::create_dir(&plain).unwrap();
+    let file = dir.path().join("file");
+    fs::write(&file, "x").unwrap();
+    let missing = dir.path().join("missing");
+    for command in ["diff", "apply", "discard"] {
+        for (overlay, says) in [
+            (&missing, "does not exist: give the directory passed to `mount --overlay`"),
+            (&plain, "is not a scopefs overlay"),
+            (&file, "is not a directory"),
+        ] {
+            let out = scopefs().arg(command).arg(overlay).output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{command} {}: {}",
+                overlay.display(),
+                stderr(&out)
+            );
+            assert!(stderr(&out).contains(says), "{command}: {}", stderr(&out));
+        }
+    }
+    assert!(!missing.exists(), "nothing was made");
+}

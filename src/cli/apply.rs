@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::cli::error::{CliError, CliResult, ExitCode};
-use crate::overlay::Overlay;
 use crate::overlay::changes;
 use crate::overlay::review::{ApplyError, Conflict, PlanError, Refusal, Review};
 use crate::path::RelPath;
@@ -85,7 +84,7 @@ fn refusal(refused: Refusal) -> CliError {
 impl ApplyCmd {
     pub fn run(self) -> CliResult {
         let filters = parse_paths(&self.paths)?;
-        let overlay = Overlay::open_for_review(&self.overlay, true)?;
+        let overlay = super::review::open(&self.overlay, true)?;
         // What others could have written into the overlay is not what the view wrote.
         overlay.check_private()?;
         let review = Review::new(overlay)?;

@@ -58,7 +58,7 @@ pub fn line(change: &Change) -> String {
 
 impl DiffCmd {
     pub fn run(self) -> CliResult {
-        let review = Review::new(Overlay::open_for_review(&self.overlay, false)?)?;
+        let review = Review::new(super::review::open(&self.overlay, false)?)?;
         let list = review
             .changes()
             .map_err(|e| CliError::runtime(e.to_string()))?;

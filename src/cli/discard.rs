@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::cli::error::{CliError, CliResult};
-use crate::overlay::Overlay;
 use crate::overlay::review::{DiscardError, Review};
 
 use super::apply::{parse_paths, plan_error};
@@ -25,7 +24,7 @@ pub struct DiscardCmd {
 impl DiscardCmd {
     pub fn run(self) -> CliResult {
         let filters = parse_paths(&self.paths)?;
-        let review = Review::new(Overlay::open_for_review(&self.overlay, true)?)?;
+        let review = Review::new(super::review::open(&self.overlay, true)?)?;
         let dropped = review.discard(&filters).map_err(|e| match e {
             DiscardError::Plan(e) => plan_error(e),
             DiscardError::Io { .. } => {
