@@ -7,6 +7,7 @@ fn main() {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(scopefs::cli::colour_on_stderr())
         .init();
     let cli = scopefs::cli::Cli::parse_from(scopefs::cli::arguments());
     scopefs::cli::hide_arguments();

@@ -60,7 +60,10 @@ fn review_commands_give_one_exit_code_for_a_wrong_overlay() {
     let missing = dir.path().join("missing");
     for command in ["diff", "apply", "discard"] {
         for (overlay, says) in [
-            (&missing, "does not exist: give the directory passed to `mount --overlay`"),
+            (
+                &missing,
+                "does not exist: give the directory passed to `mount --overlay`",
+            ),
             (&plain, "is not a scopefs overlay"),
             (&file, "is not a directory"),
         ] {
@@ -76,4 +79,45 @@ fn review_commands_give_one_exit_code_for_a_wrong_overlay() {
         }
     }
     assert!(!missing.exists(), "nothing was made");
+}
+
+/// Log lines (here `RUST_LOG=debug`) are coloured on a terminal only, and never with
+/// `NO_COLOR` set: a redirected log holds no escape codes. The terminal is `script`'s pty.
+#[test]
+fn no_colour_off_a_terminal_or_with_no_color() {
+    let piped = scopefs()
+        .env("RUST_LOG", "debug")
+        .arg("check")
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    assert!(!stderr(&piped).is_empty(), "debug lines were logged");
+    assert!(
+        !stderr(&piped).contains('\u{1b}'),
+        "escape codes in a pipe: {:?}",
+        stderr(&piped)
+    );
+    let bin = env!("CARGO_BIN_EXE_scopefs");
+    let on_terminal = |no_color: Option<&str>| {
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-q", "-e", "-c"])
+            .arg(format!("{bin} check"))
+            .arg("/dev/null")
+            .env("RUST_LOG", "debug")
+            .env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            cmd.env("NO_COLOR", value);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "script: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        on_terminal(None).contains('\u{1b}'),
+        "coloured on a terminal: {:?}",
+        on_terminal(None)
+    );
+    let plain = on_terminal(Some("1"));
+    assert!(plain.contains("DEBUG"), "{plain:?}");
+    assert!(!plain.contains('\u{1b}'), "NO_COLOR honoured: {plain:?}");
 }

@@ -200,6 +200,13 @@ impl From<crate::daemon::Error> for CliError {
 }
 
 /// Runs one parsed command line.
+/// Whether what goes to stderr may be coloured: only on a terminal, and not when `NO_COLOR` is
+/// set to anything but the empty string (<https://no-color.org>).
+pub fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Mount(cmd) => cmd.run(),
