@@ -653,6 +653,8 @@ fn sighup_reloads_the_policy_and_keeps_it_when_the_file_is_invalid() {
         assert_hidden(&s.mnt, "b.txt");
         assert_visible(&s, "a.txt");
         assert!(alive(pid), "the daemon survives SIGHUP");
+        // A good reload says so, once.
+        wait_for_line(&cap, "SIGHUP: the policy was reloaded and is in force");
 
         // An invalid file keeps the old policy, and the daemon says why.
         fs::write(&policy, "[view]\nhide = \"c.txt\"\nbogus = 1\n").unwrap();
@@ -661,6 +663,17 @@ fn sighup_reloads_the_policy_and_keeps_it_when_the_file_is_invalid() {
         assert!(
             line.contains("policy.toml"),
             "the line names the file: {line}"
+        );
+        // Said once, as plain text (stderr is a file here, not a terminal).
+        let said = cap.stderr();
+        assert_eq!(
+            said.matches("policy.toml").count(),
+            1,
+            "the refusal is reported once: {said}"
+        );
+        assert!(
+            !said.contains('\u{1b}'),
+            "no colour codes in a log: {said:?}"
         );
         assert!(
             alive(pid),
