@@ -163,7 +163,7 @@ fn fuse_config(config: &MountConfig<'_>) -> Config {
     }
     // Two per core: requests mostly wait on the disk, and tools that stat in parallel (git's
     // index check) keep more than one per core busy; single-stream reads, walks and untar
-    // measured the same either way (README § Performance).
+    // measured the same either way (docs/performance.md).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     fuse.n_threads = Some(config.threads.map_or(2 * cores, usize::from));
     fuse
