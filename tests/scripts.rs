@@ -17,7 +17,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, Weak};
 
 use common::{BIN, mountinfo};
 
@@ -76,10 +76,17 @@ impl Target {
     }
 }
 
-/// The target directory the tests share.
-fn target() -> &'static Target {
-    static TARGET: OnceLock<Target> = OnceLock::new();
-    TARGET.get_or_init(Target::new)
+/// The target directory the tests running at the same time share; removed when the last of
+/// them is done with it.
+fn target() -> Arc<Target> {
+    static TARGET: Mutex<Weak<Target>> = Mutex::new(Weak::new());
+    let mut shared = TARGET.lock().unwrap();
+    if let Some(target) = shared.upgrade() {
+        return target;
+    }
+    let target = Arc::new(Target::new());
+    *shared = Arc::downgrade(&target);
+    target
 }
 
 #[test]
