@@ -11,6 +11,7 @@ pub mod cli;
 pub mod confine;
 pub mod daemon;
 pub mod fuse;
+pub mod git;
 pub mod overlay;
 pub mod path;
 pub mod policy;

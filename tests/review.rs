@@ -101,9 +101,18 @@ fn standard() -> Fx {
     fx
 }
 
-const STANDARD_DIFF: &str = "A .git
-A .git/config  (sensitive: exec-config)
+const STANDARD_DIFF: &str =
+    "G .git  (new repository: 0 new commits, 1 flagged; apply leaves it alone)
+    A .git/config  (sensitive: exec-config)
 M a.txt
+M dir/f
+T link
+A notes.txt
+D old.txt
+";
+
+/// What `apply` of the standard overlay prints: every change but those beneath `.git/`.
+const STANDARD_APPLIED: &str = "M a.txt
 M dir/f
 T link
 A notes.txt
@@ -127,8 +136,16 @@ fn diff_json_is_an_array_of_changes() {
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let items = v.as_array().unwrap();
-    assert_eq!(items.len(), 7);
-    let config = items.iter().find(|i| i["path"] == ".git/config").unwrap();
+    assert_eq!(items.len(), 6);
+    let repo = items.iter().find(|i| i["path"] == ".git").unwrap();
+    assert_eq!(
+        (&repo["op"], &repo["kind"], &repo["sensitive"]),
+        (&"G".into(), &"repository".into(), &true.into())
+    );
+    assert_eq!(repo["repository"]["state"], "new");
+    assert_eq!(repo["repository"]["changes"], 2);
+    let flagged = repo["repository"]["flagged"].as_array().unwrap();
+    let config = flagged.iter().find(|i| i["path"] == ".git/config").unwrap();
     assert_eq!(config["op"], "A");
     assert_eq!(config["kind"], "file");
     assert_eq!(config["sensitive"], true);
@@ -198,7 +215,12 @@ fn apply_all_copies_every_change_and_empties_the_overlay() {
         fs::Permissions::from_mode(0o750),
     )
     .unwrap();
-    fx.run(&["apply"]).success().stdout(STANDARD_DIFF);
+    fx.run(&["apply"])
+        .success()
+        .stdout(STANDARD_APPLIED)
+        .stderr(predicate::str::contains(
+            "left .git alone (2 changes); `scopefs diff` summarises it",
+        ));
     let src = fx.src();
     assert_eq!(fs::read(src.join("a.txt")).unwrap(), b"one\nTWO\nthree\n");
     assert_eq!(fs::read(src.join("notes.txt")).unwrap(), b"new notes\n");
@@ -210,13 +232,20 @@ fn apply_all_copies_every_change_and_empties_the_overlay() {
             & 0o7777,
         0o750
     );
-    assert_eq!(fs::read(src.join(".git/config")).unwrap(), b"[core]\n");
+    // Git metadata stays in the overlay, never copied as files.
+    assert!(!src.join(".git").exists());
     assert_eq!(fs::read(src.join("link")).unwrap(), b"now a file\n");
     assert_eq!(fs::read(src.join("dir/f")).unwrap(), b"f1\n");
     assert!(!src.join("old.txt").exists());
-    assert_eq!(fs::read_dir(fx.upper()).unwrap().count(), 0);
-    assert_eq!(fs::read_to_string(fx.ov().join("origins")).unwrap(), "");
-    assert_eq!(fx.diff(), "");
+    let left: Vec<_> = fs::read_dir(fx.upper())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [".git"]);
+    assert_eq!(
+        fx.diff(),
+        "G .git  (new repository: 0 new commits, 1 flagged; apply leaves it alone)\n    A .git/config  (sensitive: exec-config)\n"
+    );
     // No temporary file is left behind in SOURCE.
     let names: Vec<_> = fs::read_dir(&src)
         .unwrap()
@@ -233,15 +262,23 @@ fn apply_all_copies_every_change_and_empties_the_overlay() {
 #[test]
 fn apply_with_paths_applies_only_those() {
     let fx = standard();
-    fx.run(&["apply", "a.txt", ".git"])
-        .success()
-        .stdout("A .git\nA .git/config  (sensitive: exec-config)\nM a.txt\n");
+    fx.run(&["apply", "a.txt", ".git/config"])
+        .code(2)
+        .stderr(predicate::str::contains(
+            "PATH .git/config is git metadata, which apply never copies as files; use --git-branch NAME",
+        ));
+    fx.run(&["apply", "a.txt"]).success().stdout("M a.txt\n");
     assert_eq!(
         fs::read(fx.src().join("a.txt")).unwrap(),
         b"one\nTWO\nthree\n"
     );
     assert!(fx.src().join("old.txt").exists());
-    assert_eq!(fx.diff(), "M dir/f\nT link\nA notes.txt\nD old.txt\n");
+    assert!(
+        fx.diff()
+            .ends_with("exec-config)\nM dir/f\nT link\nA notes.txt\nD old.txt\n"),
+        "{}",
+        fx.diff()
+    );
     assert!(!fx.upper().join("a.txt").exists());
     let origins = fs::read_to_string(fx.ov().join("origins")).unwrap();
     assert!(
@@ -264,7 +301,7 @@ fn dry_run_changes_nothing() {
     let before = fx.diff();
     fx.run(&["apply", "--dry-run"])
         .success()
-        .stdout(STANDARD_DIFF)
+        .stdout(STANDARD_APPLIED)
         .stderr(predicate::str::contains("dry run"));
     assert_eq!(
         fs::read(fx.src().join("a.txt")).unwrap(),
@@ -407,7 +444,7 @@ fn discard_drops_paths_or_everything() {
         .stdout("discarded M a.txt\ndiscarded D old.txt\n");
     assert_eq!(
         fx.diff(),
-        "A .git\nA .git/config  (sensitive: exec-config)\nM dir/f\nT link\nA notes.txt\n"
+        "G .git  (new repository: 0 new commits, 1 flagged; apply leaves it alone)\n    A .git/config  (sensitive: exec-config)\nM dir/f\nT link\nA notes.txt\n"
     );
     assert!(!fx.upper().join(".wh.old.txt").exists());
     assert_eq!(

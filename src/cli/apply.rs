@@ -14,10 +14,12 @@ use clap::Args;
 
 use crate::cli::error::{CliError, CliResult, ExitCode};
 use crate::overlay::changes;
-use crate::overlay::review::{ApplyError, Conflict, PlanError, Refusal, Review};
+use crate::overlay::git::Repository;
+use crate::overlay::review::{ApplyError, Conflict, Plan, PlanError, Refusal, Review};
 use crate::path::RelPath;
 
 use super::diff::line;
+use super::git_review::{GitBranchArgs, refuse_git_paths, report_left_alone};
 
 /// Above this many changes, `apply` shows a progress bar (on a terminal).
 const PROGRESS_THRESHOLD: usize = 100;
@@ -35,6 +37,8 @@ pub struct ApplyCmd {
     /// Apply even where SOURCE changed since the overlay copied the path.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub git: GitBranchArgs,
 }
 
 /// Parses PATH arguments relative to SOURCE.
@@ -84,12 +88,14 @@ fn refusal(refused: Refusal) -> CliError {
 impl ApplyCmd {
     pub fn run(self) -> CliResult {
         let filters = parse_paths(&self.paths)?;
+        refuse_git_paths(&filters)?;
         let overlay = super::review::open(&self.overlay, true)?;
         // What others could have written into the overlay is not what the view wrote.
         overlay.check_private()?;
         let review = Review::new(overlay)?;
         let plan = review.plan(&filters).map_err(plan_error)?;
-        if plan.changes.is_empty() {
+        let repos = self.repositories(&review, &filters)?;
+        if plan.changes.is_empty() && repos.is_empty() {
             eprintln!("scopefs: the overlay holds no changes; nothing to apply");
             return Ok(());
         }
@@ -102,16 +108,32 @@ impl ApplyCmd {
             for change in &plan.changes {
                 println!("{}", line(change));
             }
+            if self.git.git_branch.is_none() {
+                report_left_alone(&repos);
+            }
             eprintln!(
                 "scopefs: dry run: {} change(s) would be applied; nothing was changed",
                 plan.changes.len()
             );
             return Ok(());
         }
+        if !plan.changes.is_empty() {
+            self.apply_files(&review, &plan)?;
+        }
+        if self.git.git_branch.is_some() {
+            self.git.take(&review, &repos, &filters)
+        } else {
+            report_left_alone(&repos);
+            Ok(())
+        }
+    }
+
+    /// Carries out the plan's file changes, one line each.
+    fn apply_files(&self, review: &Review, plan: &Plan) -> CliResult {
         let total = plan.changes.len();
         let bar = (total > PROGRESS_THRESHOLD && std::io::stderr().is_terminal())
             .then(|| indicatif::ProgressBar::new(total as u64));
-        let applied = review.apply(&plan, self.force, |change, error| {
+        let applied = review.apply(plan, self.force, |change, error| {
             if let Some(bar) = &bar {
                 bar.inc(1);
             }
@@ -143,6 +165,26 @@ impl ApplyCmd {
             )));
         }
         Ok(())
+    }
+
+    /// The repositories the overlay changed, summarised (read before anything is applied, so
+    /// that they describe what the agent left).
+    fn repositories(&self, review: &Review, filters: &[RelPath]) -> CliResult<Vec<Repository>> {
+        let list = review
+            .changes()
+            .map_err(|e| CliError::runtime(e.to_string()))?;
+        let (_, repos) = crate::overlay::git::split(list);
+        Ok(repos
+            .into_iter()
+            .filter(|(dir, _)| filters.is_empty() || filters.iter().any(|f| dir.starts_with(f)))
+            .map(|(dir, changes)| {
+                if self.git.git_branch.is_some() {
+                    Repository::summarize(review, dir, changes)
+                } else {
+                    Repository::unread(dir, changes)
+                }
+            })
+            .collect())
     }
 }
 

@@ -9,6 +9,7 @@
 //! object gets a `patch` string. Changes are printed one at a time, and no file is ever read
 //! whole unless it is small enough for a text patch, so memory stays bounded whatever the
 //! overlay holds. A patch that cannot be made is named on stderr, and the command then exits 1.
+//! Changes beneath a `.git` directory are summarised per repository instead ([`git_review`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -19,6 +20,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::cli::error::{CliError, CliResult};
+use crate::cli::git_review::{self, Entry};
 use crate::overlay::changes::{self, Change, EntryKind, Op, quote};
 use crate::overlay::review::Review;
 use crate::overlay::{Overlay, OverlayError};
@@ -62,6 +64,8 @@ impl DiffCmd {
         let list = review
             .changes()
             .map_err(|e| CliError::runtime(e.to_string()))?;
+        let (files, repos) = crate::overlay::git::repositories(&review, list);
+        let entries = git_review::interleave(&files, &repos);
         // Each change is printed as soon as it is made, so memory holds one patch at a time.
         let mut out = std::io::stdout().lock();
         let mut failed = 0usize;
@@ -76,7 +80,11 @@ impl DiffCmd {
             made
         };
         let written = if self.json {
-            let items = list.iter().map(|c| {
+            let items = entries.iter().map(|entry| {
+                let c = match entry {
+                    Entry::Change(c) => c,
+                    Entry::Repo(repo) => return git_review::json(repo),
+                };
                 let mut obj = json(c);
                 if let (Some(made), Some(map)) = (patch_of(c), obj.as_object_mut()) {
                     match made {
@@ -88,7 +96,11 @@ impl DiffCmd {
             });
             write_json_array(&mut out, items)
         } else {
-            list.iter().try_for_each(|change| {
+            entries.iter().try_for_each(|entry| {
+                let change = match entry {
+                    Entry::Change(c) => c,
+                    Entry::Repo(repo) => return writeln!(out, "{}", git_review::text(repo)),
+                };
                 writeln!(out, "{}", line(change))?;
                 match patch_of(change) {
                     Some(Ok(text)) => out.write_all(text.as_bytes()),

@@ -20,6 +20,7 @@ pub mod discard;
 pub mod docs;
 pub mod error;
 pub mod explain;
+pub mod git_review;
 mod manpages;
 pub mod mount;
 pub mod reload;

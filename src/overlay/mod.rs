@@ -35,6 +35,7 @@ pub mod apply;
 pub mod changes;
 mod copy_up;
 mod files;
+pub mod git;
 mod layer;
 mod origins;
 pub mod review;

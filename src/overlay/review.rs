@@ -18,6 +18,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::apply::{self, Outcome};
 use super::changes::{self, Change, EntryKind, ListError, Op};
+use super::git;
 use super::{LowerState, Overlay, OverlayError};
 use crate::path::{Name, RelPath};
 use crate::sys::tree::stat_beneath;
@@ -362,7 +363,10 @@ impl Review {
     /// conflicts with SOURCE.
     pub fn plan(&self, paths: &[RelPath]) -> Result<Plan, PlanError> {
         let changes = select(&self.changes()?, paths).map_err(PlanError::Unchanged)?;
-        let problems = preflight(self.source(), &changes);
+        // `.git/` is never applied as files (git.rs says why).
+        let (changes, _) = git::split(changes);
+        let mut problems = preflight(self.source(), &changes);
+        problems.extend(git::preflight(self.source(), &changes));
         let conflicts = if problems.is_empty() {
             conflicts(&self.overlay, self.source(), &changes).map_err(PlanError::Compare)?
         } else {

@@ -12,6 +12,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod git;
 mod host_changes;
 mod lifecycle;
 mod names;
