@@ -116,6 +116,10 @@ impl WriteLayer for Upper {
         Upper::hides_lower(self, path)
     }
 
+    fn origin(&self, path: &RelPath) -> Option<LowerState> {
+        self.overlay().origin(path)
+    }
+
     fn merges_lower(&self, dir: &RelPath) -> bool {
         !Upper::hides_lower(self, dir) && !self.is_opaque(dir)
     }

@@ -16,7 +16,7 @@ use toml::de::DeTable;
 use super::errors::{LineIndex, Location, PolicyError, PolicyErrors};
 use super::schema::{Found, check_document};
 use super::size::parse_size;
-use super::{HardlinkMode, Rule, RuleOrigin, SymlinkMode, WriteMode, pattern};
+use super::{HardlinkMode, InodeMode, Rule, RuleOrigin, SymlinkMode, WriteMode, pattern};
 
 /// Shown as the file name of a policy parsed from text without a file.
 const NO_FILE: &str = "<policy>";
@@ -153,6 +153,8 @@ struct View {
     symlinks: SymlinkMode,
     #[serde(default)]
     hardlinks: HardlinkMode,
+    #[serde(default)]
+    inodes: InodeMode,
 }
 
 impl Default for View {
@@ -163,6 +165,7 @@ impl Default for View {
             presets: default_presets(),
             symlinks: SymlinkMode::default(),
             hardlinks: HardlinkMode::default(),
+            inodes: InodeMode::default(),
         }
     }
 }
@@ -396,6 +399,11 @@ impl Policy {
 
     pub fn hardlinks(&self) -> HardlinkMode {
         self.view.hardlinks
+    }
+
+    /// `[view] inodes`.
+    pub fn inodes(&self) -> InodeMode {
+        self.view.inodes
     }
 
     /// `[writes] mode`.

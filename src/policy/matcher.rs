@@ -13,7 +13,7 @@ use super::errors::PolicyErrors;
 use super::file::Policy;
 use super::list::{Fold, List, preset_list, walk, walk_folded};
 use super::transit::Transit;
-use super::{Decision, HardlinkMode, Kind, Rule, SymlinkMode, WriteMode};
+use super::{Decision, HardlinkMode, InodeMode, Kind, Rule, SymlinkMode, WriteMode};
 use crate::path::RelPath;
 
 /// Whether a visible path may be changed (SPEC §3).
@@ -39,6 +39,7 @@ pub struct Matcher {
     protect: Vec<List>,
     symlinks: SymlinkMode,
     hardlinks: HardlinkMode,
+    inodes: InodeMode,
     write_mode: WriteMode,
 }
 
@@ -70,6 +71,7 @@ impl Policy {
             protect,
             symlinks: self.symlinks(),
             hardlinks: self.hardlinks(),
+            inodes: self.inodes(),
             write_mode: self.write_mode(),
         })
     }
@@ -140,6 +142,11 @@ impl Matcher {
     /// `[view] hardlinks`.
     pub fn hardlinks(&self) -> HardlinkMode {
         self.hardlinks
+    }
+
+    /// `[view] inodes`.
+    pub fn inodes(&self) -> InodeMode {
+        self.inodes
     }
 
     /// `[writes] mode`.

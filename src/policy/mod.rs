@@ -56,6 +56,18 @@ pub enum HardlinkMode {
     Keep,
 }
 
+/// `[view] inodes`: which inode numbers the view shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InodeMode {
+    /// SOURCE's own numbers, so tools that cache stat data (git's index) see an unchanged tree
+    /// as unchanged.
+    #[default]
+    Source,
+    /// Numbers handed out in order, which say nothing of SOURCE's.
+    Synthetic,
+}
+
 /// `[writes] mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -12,7 +12,7 @@ use super::errors::{Location, PolicyError, PolicyErrors};
 use super::file::AuditEvents;
 use super::presets::{PRESET_NAMES, static_name};
 use super::size::parse_size;
-use super::{HardlinkMode, SymlinkMode, WriteMode, pattern};
+use super::{HardlinkMode, InodeMode, SymlinkMode, WriteMode, pattern};
 
 /// Errors found in one text, kept with their byte offsets so they come out in file order.
 pub(super) struct Found<'a> {
@@ -81,6 +81,7 @@ const SCHEMA: &[Section] = &[
             ("presets", Expect::Presets),
             ("symlinks", Expect::OneOf(names::<SymlinkMode>)),
             ("hardlinks", Expect::OneOf(names::<HardlinkMode>)),
+            ("inodes", Expect::OneOf(names::<InodeMode>)),
         ],
     ),
     (
@@ -328,6 +329,7 @@ mod tests {
     fn value_lists_are_the_names_serde_reads() {
         assert_eq!(names::<SymlinkMode>(), ["contain", "hide", "keep"]);
         assert_eq!(names::<HardlinkMode>(), ["hide", "keep"]);
+        assert_eq!(names::<InodeMode>(), ["source", "synthetic"]);
         assert_eq!(names::<WriteMode>(), ["deny", "overlay", "direct"]);
         assert_eq!(names::<AuditEvents>(), ["denied", "writes", "all"]);
     }

@@ -12,6 +12,7 @@
 
 pub mod contain;
 pub mod fusermount;
+pub mod handle;
 pub mod mountinfo;
 pub mod ns;
 pub mod spawn;

@@ -186,8 +186,9 @@ impl View {
             ino,
             attr,
             ttl: self.ttl(parent, ino, attr.kind),
-            // Node ids are never reused within a mount, so no generation tells them apart.
-            generation: 0,
+            // A node id may be given again once the kernel forgot it: the generation tells the
+            // nodes apart.
+            generation: self.inodes.read().generation_of(ino),
         }
     }
 

@@ -59,6 +59,10 @@ pub enum FsError {
     /// asking.
     #[error("opens are not needed")]
     NoOpen,
+    /// The node's name now leads to another file of SOURCE: the kernel is to look the name up
+    /// again (and gets a new node).
+    #[error("stale node")]
+    Stale,
     /// A file handle the view did not hand out.
     #[error("bad file handle")]
     BadHandle,
@@ -103,6 +107,7 @@ impl FsError {
             FsError::NotSupported => libc::EOPNOTSUPP,
             FsError::NoOpen => libc::ENOSYS,
             FsError::BadHandle => libc::EBADF,
+            FsError::Stale => libc::ESTALE,
             FsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Refused(refusal) => refusal.error.errno(),
         }

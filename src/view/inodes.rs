@@ -1,10 +1,22 @@
 //! The inode table: the kernel's node ids mapped to paths relative to SOURCE.
 //!
 //! A node is a name in a parent node, so its path follows the parent chain and a host rename
-//! underneath simply makes the old path vanish. Node ids are synthetic, handed out in order and
-//! never reused, so they reveal nothing of SOURCE's inode numbers. No descriptor is held per
-//! node: every operation resolves the path afresh from SOURCE's root, so descriptor use does not
-//! grow with the tree. Nodes are dropped when the kernel forgets them.
+//! underneath simply makes the old path vanish. No descriptor is held per node: every operation
+//! resolves the path afresh from SOURCE's root, so descriptor use does not grow with the tree.
+//! Nodes are dropped when the kernel forgets them.
+//!
+//! The node id is the inode number the kernel shows (fuser replies with `attr.ino` as the node
+//! id). Each new node is given the number the view asks for ([`Numbers`]) when no live node
+//! has it, else the next number of a counter; the counter never gives a number twice. With
+//! `inodes = "synthetic"` the view asks for none, so numbers are handed out in order from 2 and
+//! say nothing of SOURCE's. With `inodes = "source"` it asks for SOURCE's own numbers, and the
+//! counter starts at [`COUNTER_BASE`], above any number asked for, so the two never meet. A
+//! SOURCE entry is the same file as its node only while both its number and its generation (a
+//! number that changes when the file system gives the inode number to a new file) are the
+//! same: a name whose file was deleted and made again, even with the same number, gets a new
+//! node, and while the old node lives (a descriptor holds it) the new one takes a counter
+//! number. Every node also gets a FUSE generation of its own, so a node id given again after
+//! the kernel forgot it is never taken for the old node.
 //!
 //! A file in the overlay's `upper/` may have several names (hardlinks made through the view).
 //! Such a file is one node whatever name it is reached by, keyed by its (device, inode) in
@@ -23,6 +35,34 @@ use crate::path::{Name, RelPath};
 /// The root node id, as FUSE defines it.
 pub const ROOT: u64 = 1;
 
+/// Where the counter starts in a view that shows SOURCE's numbers: numbers asked for are below
+/// it ([`Numbers::wanted`]).
+pub const COUNTER_BASE: u64 = 1 << 63;
+
+/// How node ids are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numbers {
+    /// In order from 2; nothing is asked for.
+    Synthetic,
+    /// The numbers asked for where free, a counter from [`COUNTER_BASE`] elsewhere.
+    Asked,
+}
+
+impl Numbers {
+    /// Whether `number` may be asked for: not the root's, not the counter's.
+    pub fn wanted(number: u64) -> bool {
+        number > ROOT && number < COUNTER_BASE
+    }
+}
+
+/// What a new or found entry asks of the table: the number it wants, and for a SOURCE entry its
+/// generation when known (an unknown one is taken to match).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted {
+    pub number: Option<u64>,
+    pub generation: Option<u64>,
+}
+
 /// The (device, inode) of a file in `upper/`, which makes its names one node.
 pub type FileKey = (u64, u64);
 
@@ -33,6 +73,11 @@ struct Node {
     names: Vec<(u64, Name)>,
     lookups: u64,
     file: Option<FileKey>,
+    /// The number it asked for, and for a SOURCE entry the generation it had then.
+    wanted: Option<u64>,
+    source_generation: Option<u64>,
+    /// The FUSE generation: distinct for every node the table ever made.
+    generation: u64,
 }
 
 /// Node ids and their paths.
@@ -42,6 +87,8 @@ pub struct Inodes {
     by_name: HashMap<(u64, Name), u64>,
     by_file: HashMap<FileKey, u64>,
     next: u64,
+    /// Nodes made so far: the FUSE generation of the next.
+    births: u64,
     /// Counts removals and renames: a directory listing taken at an older count may name
     /// entries that are gone.
     generation: u64,
@@ -54,14 +101,34 @@ impl Default for Inodes {
 }
 
 impl Inodes {
+    /// A table whose node ids are handed out in order (`inodes = "synthetic"`).
     pub fn new() -> Self {
+        Inodes::numbered(Numbers::Synthetic)
+    }
+
+    /// A table that chooses node ids as `numbers` says.
+    pub fn numbered(numbers: Numbers) -> Self {
         Inodes {
             nodes: HashMap::new(),
             by_name: HashMap::new(),
             by_file: HashMap::new(),
-            next: ROOT + 1,
+            next: match numbers {
+                Numbers::Synthetic => ROOT + 1,
+                Numbers::Asked => COUNTER_BASE,
+            },
+            births: 1,
             generation: 0,
         }
+    }
+
+    /// The number node `ino` asked for when it was made.
+    pub fn wanted_of(&self, ino: u64) -> Option<u64> {
+        self.nodes.get(&ino).and_then(|n| n.wanted)
+    }
+
+    /// The FUSE generation of node `ino` (0 for the root and for nodes the table does not hold).
+    pub fn generation_of(&self, ino: u64) -> u64 {
+        self.nodes.get(&ino).map_or(0, |n| n.generation)
     }
 
     /// The path of node `ino`, or `None` if the kernel holds no such node or it has no name.
@@ -114,9 +181,29 @@ impl Inodes {
 
     /// The node for `name` in `parent`, created if needed, with one more kernel reference.
     /// `file` is the key of a file in `upper/`: another name of the same file gives the same
-    /// node.
-    pub fn lookup(&mut self, parent: u64, name: &Name, file: Option<FileKey>) -> u64 {
+    /// node. `wanted` is the number a new node asks for; a SOURCE entry (no `file`) whose
+    /// number or generation is not its node's is another file now, and gets a new node.
+    pub fn lookup(
+        &mut self,
+        parent: u64,
+        name: &Name,
+        file: Option<FileKey>,
+        wanted: Wanted,
+    ) -> u64 {
         let entry = (parent, name.clone());
+        if let (None, Some(&ino)) = (file, self.by_name.get(&entry)) {
+            let other = self.nodes.get(&ino).is_some_and(|node| {
+                node.file.is_none()
+                    && (node.wanted != wanted.number
+                        || match (node.source_generation, wanted.generation) {
+                            (Some(had), Some(now)) => had != now,
+                            _ => false,
+                        })
+            });
+            if other {
+                self.drop_name(ino, parent, name);
+            }
+        }
         if let Some(&ino) = self.by_name.get(&entry) {
             if file.is_some()
                 && self
@@ -149,16 +236,30 @@ impl Inodes {
                 return ino;
             }
         }
-        let ino = self.next;
-        self.next += 1;
+        let source_generation = match (file, wanted.number) {
+            (None, Some(_)) => wanted.generation,
+            _ => None,
+        };
+        let ino = match wanted.number {
+            Some(n) if Numbers::wanted(n) && !self.nodes.contains_key(&n) => n,
+            _ => {
+                let n = self.next;
+                self.next += 1;
+                n
+            }
+        };
         self.nodes.insert(
             ino,
             Node {
                 names: vec![entry.clone()],
                 lookups: 1,
                 file,
+                wanted: wanted.number,
+                source_generation,
+                generation: self.births,
             },
         );
+        self.births += 1;
         self.by_name.insert(entry, ino);
         if let Some(key) = file {
             self.by_file.insert(key, ino);
@@ -342,15 +443,18 @@ mod tests {
     #[test]
     fn paths_follow_parents_and_forget_drops() {
         let mut t = Inodes::new();
-        let a = t.lookup(ROOT, &Name::new(b"a").unwrap(), None);
-        let b = t.lookup(a, &Name::new(b"b").unwrap(), None);
+        let a = t.lookup(ROOT, &Name::new(b"a").unwrap(), None, Wanted::default());
+        let b = t.lookup(a, &Name::new(b"b").unwrap(), None, Wanted::default());
         assert_eq!(t.path(b).unwrap().to_string(), "a/b");
-        assert_eq!(t.lookup(ROOT, &Name::new(b"a").unwrap(), None), a);
+        assert_eq!(
+            t.lookup(ROOT, &Name::new(b"a").unwrap(), None, Wanted::default()),
+            a
+        );
         t.forget(a, 2);
         assert!(t.path(a).is_none());
-        let a2 = t.lookup(ROOT, &Name::new(b"a").unwrap(), None);
+        let a2 = t.lookup(ROOT, &Name::new(b"a").unwrap(), None, Wanted::default());
         assert_ne!(a, a2, "node ids are never reused");
-        let c = t.lookup(a2, &Name::new(b"c").unwrap(), None);
+        let c = t.lookup(a2, &Name::new(b"c").unwrap(), None, Wanted::default());
         t.rename(
             a2,
             &Name::new(b"c").unwrap(),
@@ -366,12 +470,12 @@ mod tests {
     fn names_of_one_upper_file_share_a_node() {
         let n = |s: &str| Name::new(s.as_bytes()).unwrap();
         let mut t = Inodes::new();
-        let dir = t.lookup(ROOT, &n("d"), None);
+        let dir = t.lookup(ROOT, &n("d"), None, Wanted::default());
         let key = (7, 42);
-        let a = t.lookup(dir, &n("a"), Some(key));
-        let b = t.lookup(ROOT, &n("b"), Some(key));
+        let a = t.lookup(dir, &n("a"), Some(key), Wanted::default());
+        let b = t.lookup(ROOT, &n("b"), Some(key), Wanted::default());
         assert_eq!(a, b, "a second name of the same file is the same node");
-        assert_ne!(t.lookup(ROOT, &n("c"), Some((7, 43))), a);
+        assert_ne!(t.lookup(ROOT, &n("c"), Some((7, 43)), Wanted::default()), a);
         assert_eq!(t.path(a).unwrap().to_string(), "d/a");
 
         t.detach(dir, &n("a"));
@@ -387,7 +491,7 @@ mod tests {
         assert!(t.is_unlinked(a), "open files may still hold it");
 
         // The inode number is reused by a new file: a node of its own.
-        let fresh = t.lookup(ROOT, &n("f"), Some(key));
+        let fresh = t.lookup(ROOT, &n("f"), Some(key), Wanted::default());
         assert_ne!(fresh, a);
         t.forget(a, 2);
         assert!(!t.is_unlinked(a));
@@ -397,16 +501,16 @@ mod tests {
     fn a_stale_name_leaves_the_node() {
         let n = |s: &str| Name::new(s.as_bytes()).unwrap();
         let mut t = Inodes::new();
-        let a = t.lookup(ROOT, &n("a"), Some((1, 1)));
+        let a = t.lookup(ROOT, &n("a"), Some((1, 1)), Wanted::default());
         // A lookup that raced the rename of `a` to `b` records `a` again: found stale later.
         t.rename(ROOT, &n("a"), ROOT, &n("b"));
-        assert_eq!(t.lookup(ROOT, &n("a"), Some((1, 1))), a);
+        assert_eq!(t.lookup(ROOT, &n("a"), Some((1, 1)), Wanted::default()), a);
         let paths: Vec<String> = t.names(a).iter().map(|(_, _, p)| p.to_string()).collect();
         assert_eq!(paths, ["b", "a"]);
         t.drop_name(a, ROOT, &n("a"));
         assert_eq!(t.path(a).unwrap().to_string(), "b");
         // A new file at `b`: the name leaves the old node.
-        let c = t.lookup(ROOT, &n("b"), Some((1, 2)));
+        let c = t.lookup(ROOT, &n("b"), Some((1, 2)), Wanted::default());
         assert_ne!(c, a);
         assert!(t.is_unlinked(a));
         assert_eq!(t.file(c), Some((1, 2)));
@@ -416,13 +520,19 @@ mod tests {
     fn a_copied_up_node_takes_its_file_key() {
         let n = |s: &str| Name::new(s.as_bytes()).unwrap();
         let mut t = Inodes::new();
-        let a = t.lookup(ROOT, &n("a"), None);
+        let a = t.lookup(ROOT, &n("a"), None, Wanted::default());
         t.set_file(a, (1, 9));
-        assert_eq!(t.lookup(ROOT, &n("link"), Some((1, 9))), a);
+        assert_eq!(
+            t.lookup(ROOT, &n("link"), Some((1, 9)), Wanted::default()),
+            a
+        );
         t.exchange(ROOT, &n("a"), ROOT, &n("link"));
-        assert_eq!(t.lookup(ROOT, &n("a"), Some((1, 9))), a);
+        assert_eq!(t.lookup(ROOT, &n("a"), Some((1, 9)), Wanted::default()), a);
         t.forget(a, 3);
         assert!(t.path(a).is_none());
-        assert_ne!(t.lookup(ROOT, &n("link"), Some((1, 9))), a);
+        assert_ne!(
+            t.lookup(ROOT, &n("link"), Some((1, 9)), Wanted::default()),
+            a
+        );
     }
 }

@@ -148,10 +148,14 @@ impl View {
             layer = now.layer;
             found = Some((path, now));
         }
-        let ino = self
-            .inodes
-            .write()
-            .lookup(dir.ino, &item.name, Self::file_key(layer, &attr));
+        let path = match &found {
+            Some((path, _)) => path.clone(),
+            None => self.path(dir.ino).ok()?.join(&item.name),
+        };
+        let fd = found
+            .as_ref()
+            .map(|(_, located)| std::os::fd::AsFd::as_fd(&located.fd));
+        let ino = self.node_for(dir.ino, (&item.name, &path), (layer, &attr), fd);
         if let Some((path, mut located)) = found
             && located.stat.kind == FileType::Dir
         {

@@ -11,6 +11,7 @@ mod files;
 mod inodes;
 mod listing;
 mod naming;
+mod numbers;
 mod scope;
 mod watch;
 mod write;
@@ -36,12 +37,12 @@ pub use write::{Caller, SetAttr};
 
 use crate::audit::Audit;
 use crate::path::{Name, RelPath};
-use crate::policy::{HardlinkMode, Matcher, WriteMode};
+use crate::policy::{HardlinkMode, InodeMode, Matcher, WriteMode};
 use crate::sys::{self, FileType, FsStat, Open, Stat};
 use crate::write::WriteLayer;
 use cache::{Negatives, Version};
 use files::KeptRead;
-use inodes::{FileKey, Inodes};
+use inodes::{FileKey, Inodes, Numbers};
 use listing::DirSnapshot;
 
 /// An entry as the kernel is given it: the node id, its (sanitised) attributes, how long the
@@ -157,6 +158,11 @@ pub struct View {
     names_changed: AtomicU64,
     /// Operations the policy refused, for `scopefs status`.
     refused: AtomicU64,
+    /// How node ids are chosen (`[view] inodes`, read once), and SOURCE's root's device and
+    /// inode number ([`numbers`]).
+    numbers: Numbers,
+    source_dev: u64,
+    source_root_ino: u64,
 }
 
 /// Held by a request while it changes names on disk and in the inode table.
@@ -174,10 +180,16 @@ const NOT_OWN_NAME: &str = "the file system found an entry of another name for i
 impl View {
     /// A view of `source` under the compiled policy, writing as `writes` says.
     pub fn new(source: &Path, matcher: Arc<Matcher>, writes: Writes) -> std::io::Result<View> {
+        let numbers = match matcher.inodes() {
+            InodeMode::Source => Numbers::Asked,
+            InodeMode::Synthetic => Numbers::Synthetic,
+        };
+        let scope = Scope::open(source, matcher)?;
+        let root = sys::fstat(scope.root())?;
         Ok(View {
-            scope: Scope::open(source, matcher)?,
+            scope,
             writes,
-            inodes: RwLock::new(Inodes::new()),
+            inodes: RwLock::new(Inodes::numbered(numbers)),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
@@ -191,6 +203,9 @@ impl View {
             names_changing: AtomicU64::new(0),
             names_changed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            numbers,
+            source_dev: root.dev,
+            source_root_ino: root.ino,
         })
     }
 
@@ -330,10 +345,10 @@ impl View {
         self.inodes.read().path(ino).ok_or(FsError::NotFound)
     }
 
-    /// What the kernel sees of `st` as node `ino`: a synthetic inode number, directory sizes and
-    /// link counts that say nothing of hidden entries.
+    /// What the kernel sees of `st` as node `ino`: the node's inode number ([`numbers`]),
+    /// directory sizes and link counts that say nothing of hidden entries.
     fn sanitise(&self, ino: u64, mut st: Stat) -> Stat {
-        st.ino = ino;
+        st.ino = self.shown_number(ino);
         match st.kind {
             FileType::Dir => {
                 st.nlink = 1;
@@ -433,6 +448,10 @@ impl View {
         let Some(key) = self.inodes.read().file(ino) else {
             let path = self.path(ino)?;
             let located = self.locate(&path)?;
+            if !self.same_source_file(ino, &located) {
+                self.inodes.write().retire(ino);
+                return Err(FsError::Stale);
+            }
             return Ok((path, located));
         };
         let began = self.names_changing.load(Ordering::SeqCst);
@@ -472,10 +491,12 @@ impl View {
     /// The child `name` of `parent`, if it exists and is visible.
     fn lookup_entry(&self, parent: u64, name: &Name) -> FsResult<Entry> {
         let (path, mut located) = self.locate_child(&self.path(parent)?, name)?;
-        let ino =
-            self.inodes
-                .write()
-                .lookup(parent, name, Self::file_key(located.layer, &located.stat));
+        let ino = self.node_for(
+            parent,
+            (name, &path),
+            (located.layer, &located.stat),
+            Some(located.fd.as_fd()),
+        );
         if located.stat.kind == FileType::Dir {
             self.watch_dir(ino, &path, &mut located);
         }

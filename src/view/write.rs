@@ -214,10 +214,12 @@ impl View {
     ) -> FsResult<Entry> {
         self.wrote(caller, path);
         let located = self.locate(path)?;
-        let ino =
-            self.inodes
-                .write()
-                .lookup(parent, name, Self::file_key(located.layer, &located.stat));
+        let ino = self.node_for(
+            parent,
+            (name, path),
+            (located.layer, &located.stat),
+            Some(located.fd.as_fd()),
+        );
         Ok(self.entry(Some(parent), ino, located.stat))
     }
 

@@ -96,6 +96,12 @@ pub trait WriteLayer: Send + Sync {
         false
     }
 
+    /// What SOURCE held at `path` when the layer first changed it, if the layer recorded it:
+    /// a copied-up file keeps showing SOURCE's inode number.
+    fn origin(&self, _path: &RelPath) -> Option<crate::overlay::LowerState> {
+        None
+    }
+
     /// Whether SOURCE's entries of the directory `dir` show beside the layer's own.
     fn merges_lower(&self, _dir: &RelPath) -> bool {
         true

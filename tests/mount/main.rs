@@ -14,6 +14,7 @@ mod common;
 
 mod git;
 mod host_changes;
+mod inodes;
 mod lifecycle;
 mod names;
 mod normfs;

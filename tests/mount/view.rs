@@ -886,14 +886,15 @@ fn non_utf8_names_are_listed_and_readable() {
 // --- metadata -----------------------------------------------------------------------------------
 
 #[test]
-fn inode_numbers_are_synthetic() {
+fn synthetic_inode_numbers_say_nothing_of_sources() {
     let s = Scene::new();
     s.file(".env");
     for i in 0..5 {
         s.file(format!("f{i}.txt"));
     }
     s.file("sub/g.txt");
-    let _m = s.mount(&[]);
+    let policy = s.policy("[view]\ninodes = \"synthetic\"\n");
+    let _m = s.mount(&["-c", policy.to_str().unwrap()]);
     let hidden_ino = fs::symlink_metadata(s.s(".env")).unwrap().ino();
     for rel in [
         "f0.txt",
