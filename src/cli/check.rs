@@ -87,6 +87,9 @@ impl CheckCmd {
             let _ = writeln!(stderr, "{}: warning: {}", warning.location, warning.message);
         }
         drop(stderr);
+        if let Some(source) = &self.source {
+            warn_hidden_history(source, &matcher);
+        }
         let writes = match (policy.write_mode(), policy.overlay_dir()) {
             (WriteMode::Deny, _) => "writes denied".to_string(),
             (WriteMode::Overlay, Some(dir)) => format!("writes -> overlay {}", dir.display()),
@@ -104,6 +107,14 @@ impl CheckCmd {
         );
         writeln!(std::io::stdout().lock(), "{line}")
             .map_err(|e| CliError::runtime(format!("cannot write to stdout: {e}")))
+    }
+}
+
+/// Warns on stderr, in one line, when SOURCE's git history holds files the view hides while it
+/// shows `.git` (the agent could read them from the history).
+pub fn warn_hidden_history(source: &std::path::Path, matcher: &crate::policy::Matcher) {
+    if let Some(found) = crate::git::history::hidden_tracked(source, matcher) {
+        eprintln!("scopefs: warning: {found}");
     }
 }
 

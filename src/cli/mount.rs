@@ -77,6 +77,11 @@ impl MountCmd {
             Err(e) if self.options.daemon_child => return report_error(e.into()),
             Err(e) => return Err(e.into()),
         };
+        if !self.options.daemon_child {
+            if let Ok(matcher) = prepared.policy.compile() {
+                super::check::warn_hidden_history(&prepared.source, &matcher);
+            }
+        }
         if self.options.foreground || self.options.daemon_child {
             serve(&prepared, &self.options)
         } else {

@@ -123,6 +123,9 @@ impl RunCmd {
             (None, None) => return Err(CliError::runtime("no mountpoint")),
         };
         let prepared = daemon::prepare(&self.policy.overrides(), &self.source, &mountpoint)?;
+        if let Ok(matcher) = prepared.policy.compile() {
+            super::check::warn_hidden_history(&prepared.source, &matcher);
+        }
         let options = daemon::Options {
             // Another user enters the view only with allow_other (and the kernel's checks).
             allow_other: self.allow_other || user.is_some(),

@@ -157,3 +157,65 @@ fn an_agents_commit_never_deletes_a_hidden_tracked_file_through_apply() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// Runs `scopefs ARGS` and returns (success, stderr).
+fn scopefs_stderr(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = scopefs().args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn mount_run_and_check_warn_when_history_holds_hidden_files() {
+    let scene = Scene::new();
+    repository(&scene);
+    scene.file_with("keys/id_rsa", b"PRIVATE\n");
+    scene.file_with("keys/id_rsa.pub", b"public\n");
+    scene.file_with("tls/server.pem", b"CERT\n");
+    git(&scene.src, &["add", "-f", "keys", "tls"]);
+    git(&scene.src, &["commit", "-q", "-m", "keys"]);
+    let src = scene.src.as_os_str();
+    let warning = "scopefs: warning: the view hides 4 file(s) that SOURCE's git history tracks (.env, keys/id_rsa, keys/id_rsa.pub and 1 more), and shows .git";
+    let (ok, stderr) = scopefs_stderr(&["check".as_ref(), src]);
+    assert!(ok && stderr.contains(warning), "{stderr}");
+    assert!(
+        stderr.contains(
+            "hide .git (`--hide .git`, or presets = [\"secrets\", \"vcs\"]) or purge them"
+        ),
+        "{stderr}"
+    );
+    let (ok, stderr) = scopefs_stderr(&[
+        "run".as_ref(),
+        src,
+        "--".as_ref(),
+        "git".as_ref(),
+        "-C".as_ref(),
+        scene.src.as_os_str(),
+        "status".as_ref(),
+    ]);
+    assert!(ok && stderr.contains(warning), "{stderr}");
+    {
+        let out = scopefs()
+            .arg("mount")
+            .arg(&scene.src)
+            .arg(&scene.mnt)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let _cleanup = scopefs().arg("umount").arg(&scene.mnt).output();
+        assert!(out.status.success() && stderr.contains(warning), "{stderr}");
+    }
+    // With .git hidden, or nothing hidden tracked, there is nothing to say.
+    for extra in [&["--hide", ".git"][..], &["--no-presets"][..]] {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["check".as_ref()];
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        args.push(src);
+        let (ok, stderr) = scopefs_stderr(&args);
+        assert!(ok && !stderr.contains("warning"), "{extra:?}: {stderr}");
+    }
+    let policy = scene.policy("[view]\npresets = [\"secrets\", \"vcs\"]\n");
+    let (ok, stderr) = scopefs_stderr(&["check".as_ref(), "-c".as_ref(), policy.as_os_str(), src]);
+    assert!(ok && !stderr.contains("warning"), "{stderr}");
+}

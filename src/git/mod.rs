@@ -15,6 +15,8 @@
 //! agent wrote into a real repository needs. The cost is a process per question, a few
 //! milliseconds each; a review asks a handful per repository.
 
+pub mod history;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
