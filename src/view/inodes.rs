@@ -121,6 +121,12 @@ impl Inodes {
         }
     }
 
+    /// Whether node `ino` is known by at most one name (a node without names answers through
+    /// its open files).
+    pub fn has_one_name(&self, ino: u64) -> bool {
+        self.nodes.get(&ino).is_none_or(|n| n.names.len() <= 1)
+    }
+
     /// The number node `ino` asked for when it was made.
     pub fn wanted_of(&self, ino: u64) -> Option<u64> {
         self.nodes.get(&ino).and_then(|n| n.wanted)
@@ -182,13 +188,16 @@ impl Inodes {
     /// The node for `name` in `parent`, created if needed, with one more kernel reference.
     /// `file` is the key of a file in `upper/`: another name of the same file gives the same
     /// node. `wanted` is the number a new node asks for; a SOURCE entry (no `file`) whose
-    /// number or generation is not its node's is another file now, and gets a new node.
+    /// number or generation is not its node's is another file now, and gets a new node, and
+    /// one that is `linkable` (not a directory) whose number and generation a node with names
+    /// has is another name of that file, so that node.
     pub fn lookup(
         &mut self,
         parent: u64,
         name: &Name,
         file: Option<FileKey>,
         wanted: Wanted,
+        linkable: bool,
     ) -> u64 {
         let entry = (parent, name.clone());
         if let (None, Some(&ino)) = (file, self.by_name.get(&entry)) {
@@ -240,6 +249,20 @@ impl Inodes {
             (None, Some(_)) => wanted.generation,
             _ => None,
         };
+        if let (Some(number), Some(_), true) = (wanted.number, source_generation, linkable) {
+            // Another name of a SOURCE file the table holds (a hard link): the same node.
+            if let Some(node) = self.nodes.get_mut(&number).filter(|n| {
+                n.file.is_none()
+                    && n.wanted == Some(number)
+                    && n.source_generation == source_generation
+                    && !n.names.is_empty()
+            }) {
+                node.lookups += 1;
+                node.names.push(entry.clone());
+                self.by_name.insert(entry, number);
+                return number;
+            }
+        }
         let ino = match wanted.number {
             Some(n) if Numbers::wanted(n) && !self.nodes.contains_key(&n) => n,
             _ => {
@@ -443,18 +466,36 @@ mod tests {
     #[test]
     fn paths_follow_parents_and_forget_drops() {
         let mut t = Inodes::new();
-        let a = t.lookup(ROOT, &Name::new(b"a").unwrap(), None, Wanted::default());
-        let b = t.lookup(a, &Name::new(b"b").unwrap(), None, Wanted::default());
+        let a = t.lookup(
+            ROOT,
+            &Name::new(b"a").unwrap(),
+            None,
+            Wanted::default(),
+            true,
+        );
+        let b = t.lookup(a, &Name::new(b"b").unwrap(), None, Wanted::default(), true);
         assert_eq!(t.path(b).unwrap().to_string(), "a/b");
         assert_eq!(
-            t.lookup(ROOT, &Name::new(b"a").unwrap(), None, Wanted::default()),
+            t.lookup(
+                ROOT,
+                &Name::new(b"a").unwrap(),
+                None,
+                Wanted::default(),
+                true
+            ),
             a
         );
         t.forget(a, 2);
         assert!(t.path(a).is_none());
-        let a2 = t.lookup(ROOT, &Name::new(b"a").unwrap(), None, Wanted::default());
+        let a2 = t.lookup(
+            ROOT,
+            &Name::new(b"a").unwrap(),
+            None,
+            Wanted::default(),
+            true,
+        );
         assert_ne!(a, a2, "node ids are never reused");
-        let c = t.lookup(a2, &Name::new(b"c").unwrap(), None, Wanted::default());
+        let c = t.lookup(a2, &Name::new(b"c").unwrap(), None, Wanted::default(), true);
         t.rename(
             a2,
             &Name::new(b"c").unwrap(),
@@ -470,12 +511,15 @@ mod tests {
     fn names_of_one_upper_file_share_a_node() {
         let n = |s: &str| Name::new(s.as_bytes()).unwrap();
         let mut t = Inodes::new();
-        let dir = t.lookup(ROOT, &n("d"), None, Wanted::default());
+        let dir = t.lookup(ROOT, &n("d"), None, Wanted::default(), true);
         let key = (7, 42);
-        let a = t.lookup(dir, &n("a"), Some(key), Wanted::default());
-        let b = t.lookup(ROOT, &n("b"), Some(key), Wanted::default());
+        let a = t.lookup(dir, &n("a"), Some(key), Wanted::default(), true);
+        let b = t.lookup(ROOT, &n("b"), Some(key), Wanted::default(), true);
         assert_eq!(a, b, "a second name of the same file is the same node");
-        assert_ne!(t.lookup(ROOT, &n("c"), Some((7, 43)), Wanted::default()), a);
+        assert_ne!(
+            t.lookup(ROOT, &n("c"), Some((7, 43)), Wanted::default(), true),
+            a
+        );
         assert_eq!(t.path(a).unwrap().to_string(), "d/a");
 
         t.detach(dir, &n("a"));
@@ -491,7 +535,7 @@ mod tests {
         assert!(t.is_unlinked(a), "open files may still hold it");
 
         // The inode number is reused by a new file: a node of its own.
-        let fresh = t.lookup(ROOT, &n("f"), Some(key), Wanted::default());
+        let fresh = t.lookup(ROOT, &n("f"), Some(key), Wanted::default(), true);
         assert_ne!(fresh, a);
         t.forget(a, 2);
         assert!(!t.is_unlinked(a));
@@ -501,16 +545,19 @@ mod tests {
     fn a_stale_name_leaves_the_node() {
         let n = |s: &str| Name::new(s.as_bytes()).unwrap();
         let mut t = Inodes::new();
-        let a = t.lookup(ROOT, &n("a"), Some((1, 1)), Wanted::default());
+        let a = t.lookup(ROOT, &n("a"), Some((1, 1)), Wanted::default(), true);
         // A lookup that raced the rename of `a` to `b` records `a` again: found stale later.
         t.rename(ROOT, &n("a"), ROOT, &n("b"));
-        assert_eq!(t.lookup(ROOT, &n("a"), Some((1, 1)), Wanted::default()), a);
+        assert_eq!(
+            t.lookup(ROOT, &n("a"), Some((1, 1)), Wanted::default(), true),
+            a
+        );
         let paths: Vec<String> = t.names(a).iter().map(|(_, _, p)| p.to_string()).collect();
         assert_eq!(paths, ["b", "a"]);
         t.drop_name(a, ROOT, &n("a"));
         assert_eq!(t.path(a).unwrap().to_string(), "b");
         // A new file at `b`: the name leaves the old node.
-        let c = t.lookup(ROOT, &n("b"), Some((1, 2)), Wanted::default());
+        let c = t.lookup(ROOT, &n("b"), Some((1, 2)), Wanted::default(), true);
         assert_ne!(c, a);
         assert!(t.is_unlinked(a));
         assert_eq!(t.file(c), Some((1, 2)));
@@ -520,18 +567,21 @@ mod tests {
     fn a_copied_up_node_takes_its_file_key() {
         let n = |s: &str| Name::new(s.as_bytes()).unwrap();
         let mut t = Inodes::new();
-        let a = t.lookup(ROOT, &n("a"), None, Wanted::default());
+        let a = t.lookup(ROOT, &n("a"), None, Wanted::default(), true);
         t.set_file(a, (1, 9));
         assert_eq!(
-            t.lookup(ROOT, &n("link"), Some((1, 9)), Wanted::default()),
+            t.lookup(ROOT, &n("link"), Some((1, 9)), Wanted::default(), true),
             a
         );
         t.exchange(ROOT, &n("a"), ROOT, &n("link"));
-        assert_eq!(t.lookup(ROOT, &n("a"), Some((1, 9)), Wanted::default()), a);
+        assert_eq!(
+            t.lookup(ROOT, &n("a"), Some((1, 9)), Wanted::default(), true),
+            a
+        );
         t.forget(a, 3);
         assert!(t.path(a).is_none());
         assert_ne!(
-            t.lookup(ROOT, &n("link"), Some((1, 9)), Wanted::default()),
+            t.lookup(ROOT, &n("link"), Some((1, 9)), Wanted::default(), true),
             a
         );
     }

@@ -445,7 +445,8 @@ impl View {
     /// Resolves node `ino` and judges it again. A file of `upper/` is reached by the first of
     /// its names that still leads to it; names found to lead elsewhere, or nowhere, are dropped.
     fn node(&self, ino: u64) -> FsResult<(RelPath, Located)> {
-        let Some(key) = self.inodes.read().file(ino) else {
+        let key = self.inodes.read().file(ino);
+        if key.is_none() && self.inodes.read().has_one_name(ino) {
             let path = self.path(ino)?;
             let located = self.locate(&path)?;
             if !self.same_source_file(ino, &located) {
@@ -453,13 +454,18 @@ impl View {
                 return Err(FsError::Stale);
             }
             return Ok((path, located));
-        };
+        }
         let began = self.names_changing.load(Ordering::SeqCst);
         let quiet = began == self.names_changed.load(Ordering::SeqCst);
         let names = self.inodes.read().names(ino);
         for (parent, name, path) in names {
             match self.locate(&path) {
-                Ok(located) if Self::file_key(located.layer, &located.stat) == Some(key) => {
+                Ok(located)
+                    if key.map_or_else(
+                        || located.layer == Layer::Lower && self.same_source_file(ino, &located),
+                        |key| Self::file_key(located.layer, &located.stat) == Some(key),
+                    ) =>
+                {
                     return Ok((path, located));
                 }
                 Err(e) if !e.is_not_found() => return Err(e),

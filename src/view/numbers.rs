@@ -82,6 +82,7 @@ impl View {
             name,
             Self::file_key(layer, st),
             Wanted { number, generation },
+            st.kind != FileType::Dir,
         )
     }
 

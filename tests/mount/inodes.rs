@@ -17,14 +17,17 @@ fn ino(path: &Path) -> u64 {
         .ino()
 }
 
-/// A small tree: directories, files, a symlink inside SOURCE and a hidden file.
+/// A small tree: directories, files, a symlink inside SOURCE, a hard link and a hidden file.
 fn tree(scene: &Scene) -> Vec<&'static str> {
     scene.file("src/main.rs");
     scene.file("src/lib/mod.rs");
     scene.file("README.md");
     scene.file(".env");
     symlink("README.md", scene.s("readme-link")).unwrap();
+    // Two names of one file, both visible: one inode, one number.
+    fs::hard_link(scene.s("README.md"), scene.s("src/README.link")).unwrap();
     vec![
+        "src/README.link",
         "src",
         "src/main.rs",
         "src/lib",
