@@ -5,6 +5,8 @@
 #
 #   scripts/bench.sh              full run: the linux-source-6.1 tree (~78k files) + 1 GiB file
 #   scripts/bench.sh --quick      a small generated tree (3,000 files, 64 MiB file): seconds
+#   scripts/bench.sh --quick --files 10000 --workloads gitstatus,gitcommit
+#                                 git on a generated 10,000-file repository
 #   scripts/bench.sh --million    1,000,000 files: find | wc -l through scopefs, peak RSS and fds
 #
 # Needs root, /dev/fuse and a Rust toolchain. Installs what is missing from Debian
@@ -31,7 +33,11 @@ INSTALL=1
 PAUSE_RECLAIM=1
 PAUSED_KDAMONDS=()
 SCRATCH_FS=1
-WORKLOADS="walk,search,gitstatus,gitminimal,seqread,randread,untar"
+WORKLOADS="walk,search,gitstatus,gitminimal,gitcommit,seqread,randread,untar"
+# Variants measured only when --systems names them (NAME|extra mount options; the policy file
+# is written at start).
+EXTRA_VARIANTS=("scopefs-synthetic|-c WORKDIR/synthetic.toml")
+QUICK_FILES=3000
 SYSTEMS=
 SEARCH_STRING=EXPORT_SYMBOL
 ORIG_ARGS="$*"
@@ -41,6 +47,7 @@ usage() {
 usage: scripts/bench.sh [--quick | --million] [options]
 
   --quick              small generated tree (3,000 files, 64 MiB file, 2,000-file tarball), 2 repeats
+  --files N            with --quick: generate N files instead (50 per directory)
   --million            the 1,000,000-file resource measurement instead of the workloads
   --repeats N          repeated passes after the first (default 5; --quick 2; --million 2)
   --cold N             cold first passes, each on a fresh mount after dropping caches; the
@@ -50,7 +57,8 @@ usage: scripts/bench.sh [--quick | --million] [options]
                        or \$BENCH_WORKDIR); trees are built once and reused
   --scopefs BIN        scopefs binary to measure (default: cargo build --release in this repo)
   --workloads LIST     comma-separated subset of: $WORKLOADS
-  --systems LIST       comma-separated subset of: native, scopefs variants, bindfs, fuse-overlayfs
+  --systems LIST       comma-separated subset of: native, scopefs variants, bindfs, fuse-overlayfs;
+                       also scopefs-synthetic (inodes = "synthetic"), measured only when named
   --out DIR            where results.md / results.tsv go (default target/bench)
   --no-install         do not apt-get install missing packages
   --keep-reclaim       leave running DAMON reclaimers alone; by default each kdamond that is
@@ -68,6 +76,8 @@ Workloads (each on a fresh mount; caches dropped before each first pass):
   gitstatus  GIT_OPTIONAL_LOCKS=0 git -C MNT status   (no system writes the index)
   gitminimal the same with -c core.checkStat=minimal (inode numbers, owners and sub-second
              times not compared, as a user of a view can configure)
+  gitcommit  git add -A && git commit --allow-empty in the mount (writable mounts only:
+             scopefs --overlay, fuse-overlayfs; native is not written to)
   seqread    cat MNT/big.bin
   randread   random 4 KiB preads of MNT/big.bin (20,000; --quick 2,000)
   untar      tar -xf of 10,000 small files into the mount, then rm -rf of them
@@ -77,11 +87,12 @@ EOF
 
 while [[ $# -gt 0 ]]; do
   case $1 in
-    --repeats|--cold|--workdir|--scopefs|--workloads|--systems|--out)
+    --repeats|--cold|--workdir|--scopefs|--workloads|--systems|--out|--files)
       [[ $# -ge 2 ]] || { echo "scripts/bench.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;
   esac
   case $1 in
     --quick) MODE=quick ;;
+    --files) QUICK_FILES=$2; shift ;;
     --million) MODE=million ;;
     --repeats) REPEATS=$2; shift ;;
     --cold) COLD=$2; shift ;;
@@ -104,6 +115,7 @@ case $MODE in
   quick) : "${REPEATS:=2}" "${COLD:=1}"; UNTAR_FILES=2000; RANDREADS=2000; BIG_MIB=64 ;;
   million) : "${REPEATS:=2}" "${COLD:=1}" ;;
 esac
+[[ $QUICK_FILES =~ ^[1-9][0-9]*$ ]] || { echo "scripts/bench.sh: --files wants a number" >&2; exit 2; }
 [[ $REPEATS =~ ^[0-9]+$ ]] || { echo "scripts/bench.sh: --repeats wants a number" >&2; exit 2; }
 [[ $COLD =~ ^[1-9][0-9]*$ ]] || { echo "scripts/bench.sh: --cold wants a number of at least 1" >&2; exit 2; }
 mkdir -p "$WORKDIR"
@@ -232,11 +244,12 @@ prepare_tree() {
     fi
   else
     base=$WORKDIR/quick
+    ((QUICK_FILES == 3000)) || base=$WORKDIR/quick-$QUICK_FILES
     mkdir -p "$base"
     if [[ ! -e $base/.unpacked ]]; then
-      say "generating a small tree in $base/src (once)"
+      say "generating a tree of $QUICK_FILES files in $base/src (once)"
       rm -rf "$base/src"
-      python3 "$HELPER" gen-tree "$base/src" --dirs 60 --files 50
+      python3 "$HELPER" gen-tree "$base/src" --dirs $(((QUICK_FILES + 49) / 50)) --files 50
       find "$base/src" -exec touch -h -d @1577836800 {} +
       touch "$base/.unpacked"
     fi
@@ -336,7 +349,7 @@ drop_scratch() {
 # mount_system SYSTEM WORKLOAD: sets MNT (and DAEMON_PID for daemons)
 mount_system() {
   local sys=$1 w=$2 writes=0
-  [[ $w == untar ]] && writes=1
+  [[ $w == untar || $w == gitcommit ]] && writes=1
   ((writes)) && fresh_scratch
   DAEMON_PID=
   PEER_PID=
@@ -361,9 +374,10 @@ mount_system() {
       PEER_PID=$! ;;
     scopefs*)
       local v opts=() found=0
-      for v in "${SCOPEFS_VARIANTS[@]}"; do
+      for v in "${SCOPEFS_VARIANTS[@]}" "${EXTRA_VARIANTS[@]}"; do
         if [[ ${v%%|*} == "$sys" ]]; then
           read -r -a opts <<< "${v#*|}"
+          opts=("${opts[@]/#WORKDIR/$WORKDIR}")
           found=1
         fi
       done
@@ -397,7 +411,7 @@ umount_system() { # SYSTEM WORKLOAD
       fusermount3 -u "$MNT"
       wait "$PEER_PID" 2>/dev/null || true ;;
   esac
-  [[ $2 == untar ]] && drop_scratch
+  [[ $2 == untar || $2 == gitcommit ]] && drop_scratch
   MNT=
 }
 
@@ -456,6 +470,9 @@ w_walk() { find "$1" -type f -printf '%s\n' > /dev/null; }
 w_search() { rg -c "$SEARCH_STRING" "$1" > /dev/null; }
 w_gitstatus() { GIT_OPTIONAL_LOCKS=0 git -C "$1" status > /dev/null; }
 w_gitminimal() { GIT_OPTIONAL_LOCKS=0 git -c core.checkStat=minimal -C "$1" status > /dev/null; }
+w_gitcommit() {
+  git -C "$1" add -A && git -C "$1" -c user.name=bench -c user.email=bench@localhost commit -q --allow-empty -m bench
+}
 w_seqread() { cat "$1/big.bin" > /dev/null; }
 w_randread() { python3 "$HELPER" randread "$1/big.bin" --count "$RANDREADS"; }
 w_untar() { tar -xf "$TARBALL" -C "$1"; }
@@ -611,6 +628,7 @@ install_packages
 pause_reclaim
 mkdir -p "$WORKDIR" "$MNTROOT" "$SCRATCH" "$LOGDIR"
 prepare_scopefs
+printf '[view]\ninodes = "synthetic"\n' > "$WORKDIR/synthetic.toml"
 if [[ $MODE == million ]]; then
   run_million
   exit "$FAILED"
@@ -637,6 +655,8 @@ for w in "${WL[@]}"; do
   declare -F "w_$w" > /dev/null || die "unknown workload $w"
   for sys in "${ALL_SYSTEMS[@]}"; do
     [[ $w == untar && $sys == bindfs ]] && continue # writes would land in SOURCE
+    # Commits would land in SOURCE's repository.
+    [[ $w == gitcommit && ($sys == bindfs || $sys == native) ]] && continue
     run_workload "$w" "$sys"
   done
 done
@@ -648,6 +668,7 @@ big_label=$( ((BIG_MIB >= 1024)) && echo "$((BIG_MIB / 1024)) GiB" || echo "$BIG
   printf 'search\trg -c %s\n' "$SEARCH_STRING"
   printf 'gitstatus\tgit status\n'
   printf 'gitminimal\tgit -c core.checkStat=minimal status\n'
+  printf 'gitcommit\tgit add -A && git commit (overlay)\n'
   printf 'seqread\tcat %s file\n' "$big_label"
   printf 'randread\t%s random 4 KiB preads\n' "$RANDREADS"
   printf 'untar\tuntar %s files (overlay)\n' "$UNTAR_FILES"
