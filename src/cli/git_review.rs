@@ -103,6 +103,33 @@ fn headline(repo: &Repository) -> String {
     }
 }
 
+/// One line for a repository whose history was not read: how many of its files changed.
+pub fn one_line(repo: &Repository) -> String {
+    format!(
+        "G {}  (repository {}: {}; `scopefs diff` summarises it)",
+        quote(&repo.git_dir),
+        repo.state,
+        plural(repo.changes.len(), "change", "changes")
+    )
+}
+
+/// The `diff` lines of `changes`, each repository's `.git` changes in one line
+/// ([`one_line`], its history not read).
+pub fn collapsed_lines(changes: &[Change]) -> Vec<String> {
+    let (files, repos) = crate::overlay::git::split(Vec::from(changes));
+    let repos: Vec<Repository> = repos
+        .into_iter()
+        .map(|(dir, changes)| Repository::unread(dir, changes))
+        .collect();
+    interleave(&files, &repos)
+        .into_iter()
+        .map(|entry| match entry {
+            Entry::Change(change) => line(change),
+            Entry::Repo(repo) => one_line(repo),
+        })
+        .collect()
+}
+
 /// The block `diff` prints for a repository.
 pub fn text(repo: &Repository) -> String {
     let mut out = vec![headline(repo)];

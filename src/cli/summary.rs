@@ -31,9 +31,11 @@ pub fn lines(changes: Result<&[Change], String>, fate: &Fate) -> Vec<String> {
                 plural(changes.len(), "change"),
                 by_kind(changes)
             ));
-            out.extend(changes.iter().take(SHOWN).map(super::diff::line));
-            if changes.len() > SHOWN {
-                out.push(format!("… and {} more", changes.len() - SHOWN));
+            // A repository's `.git` changes are one line, not one per object file.
+            let shown = super::git_review::collapsed_lines(changes);
+            out.extend(shown.iter().take(SHOWN).cloned());
+            if shown.len() > SHOWN {
+                out.push(format!("… and {} more", shown.len() - SHOWN));
             }
             changes.len()
         }
