@@ -289,7 +289,7 @@ impl GitBranchArgs {
                         quote(&repo.git_dir),
                         taken.branch,
                         short(&taken.head),
-                        plural(repo.commits.len(), "new commit", "new commits")
+                        plural(taken.commits, "new commit", "new commits")
                     );
                     for (commit, paths) in &taken.hidden {
                         let list: Vec<String> = paths

@@ -65,6 +65,12 @@ fn an_agents_commit_never_deletes_a_hidden_tracked_file_through_apply() {
             git(&scene.mnt, &["show", "--name-status", "--format=", "HEAD"]),
             "D\t.env\nM\tapp.py\n"
         );
+        // A side branch the agent leaves behind is summarised, but not taken.
+        git(&scene.mnt, &["checkout", "-q", "-b", "side"]);
+        std::fs::write(scene.m("notes.txt"), b"side\n").unwrap();
+        git(&scene.mnt, &["add", "notes.txt"]);
+        git(&scene.mnt, &["commit", "-q", "-m", "side work"]);
+        git(&scene.mnt, &["checkout", "-q", "main"]);
     }
     let commit = git(&scene.src, &["rev-parse", "HEAD"]);
     assert_eq!(
@@ -78,13 +84,15 @@ fn an_agents_commit_never_deletes_a_hidden_tracked_file_through_apply() {
     let diff = String::from_utf8(out.stdout).unwrap();
     assert!(
         diff.starts_with(
-            "G .git  (repository changed: 1 new commit, 1 ref moved; apply leaves it alone"
+            "G .git  (repository changed: 2 new commits, 1 ref created, 1 ref moved; apply leaves it alone"
         ),
         "{diff}"
     );
     assert!(diff.contains("\n    commit "), "{diff}");
     assert!(diff.contains(" agent: v2\n"), "{diff}");
     assert!(diff.contains("\n    ref refs/heads/main moved "), "{diff}");
+    assert!(diff.contains(" side work\n"), "{diff}");
+    assert!(diff.contains("\n    ref refs/heads/side created at "), "{diff}");
     assert!(!diff.contains(".git/objects"), "{diff}");
     assert!(diff.ends_with("\nM app.py\n"), "{diff}");
 
@@ -115,9 +123,11 @@ fn an_agents_commit_never_deletes_a_hidden_tracked_file_through_apply() {
         "{stderr}"
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("B .git  (branch agent at "),
+        String::from_utf8_lossy(&out.stdout).starts_with("B .git  (branch agent at ")
+            && String::from_utf8_lossy(&out.stdout).ends_with(": 1 new commit)\n"),
         "{out:?}"
     );
+    assert!(!stderr.contains("side work"), "{stderr}");
     let (head, head_oid, index, refs) = repo_state(&scene.src);
     assert_eq!(
         (head, head_oid, index),

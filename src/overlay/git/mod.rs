@@ -162,6 +162,8 @@ pub struct Repository {
     pub head: Option<(String, String)>,
     /// The object id the view's `HEAD` resolves to.
     pub head_oid: Option<String>,
+    /// The object ids SOURCE's refs and `HEAD` point at: what the agent's commits are new to.
+    source_tips: Vec<String>,
     /// Why the summary is incomplete, if it is.
     pub error: Option<String>,
 }
@@ -205,6 +207,8 @@ pub struct Taken {
     pub branch: String,
     /// The commit it points at.
     pub head: String,
+    /// How many of the agent's commits it holds that SOURCE had not.
+    pub commits: usize,
     /// Per commit (newest first), the hidden paths it deletes or changes.
     pub hidden: Vec<(Commit, Vec<HiddenPath>)>,
 }
@@ -250,6 +254,7 @@ impl Repository {
             refs: Vec::new(),
             head: None,
             head_oid: None,
+            source_tips: Vec::new(),
             error: None,
         }
     }
@@ -293,22 +298,33 @@ impl Repository {
         if tips.is_empty() {
             return Ok(());
         }
+        let known: BTreeSet<String> = old.values().cloned().chain(source.head_oid()).collect();
+        self.source_tips = known.into_iter().collect();
+        let scratch = Scratch::new(review, self)?;
+        self.commits = self
+            .new_commits(&scratch, tips.into_iter())
+            .map_err(|e| format!("cannot list its commits: {e}"))?;
+        Ok(())
+    }
+
+    /// The commits reachable from `tips` and from none of SOURCE's, newest first.
+    fn new_commits<'a>(
+        &self,
+        scratch: &Scratch,
+        tips: impl Iterator<Item = &'a String>,
+    ) -> Result<Vec<Commit>, GitError> {
         let mut input = Vec::new();
-        for tip in &tips {
+        for tip in tips {
             input.extend_from_slice(format!("{tip}\n").as_bytes());
         }
-        let known: BTreeSet<String> = old.values().cloned().chain(source.head_oid()).collect();
-        for oid in known {
+        for oid in &self.source_tips {
             input.extend_from_slice(format!("^{oid}\n").as_bytes());
         }
-        let scratch = Scratch::new(review, self)?;
         let out = scratch
             .git(["log", "--format=%H%x00%h%x00%s%x00", "--stdin"])
             .stdin(input)
-            .output()
-            .map_err(|e| format!("cannot list its commits: {e}"))?;
-        self.commits = parse_commits(&out);
-        Ok(())
+            .output()?;
+        Ok(parse_commits(&out))
     }
 
     /// The working tree of the repository, relative to SOURCE (the `.git` directory's parent).
@@ -377,7 +393,10 @@ impl Repository {
             )));
         }
         let scratch = Scratch::new(review, self).map_err(refused)?;
-        let hidden = self.hidden_paths(&scratch, &hidden)?;
+        // The commits the branch takes: those of the view's HEAD (other refs of the agent's
+        // stay behind).
+        let commits = self.new_commits(&scratch, std::iter::once(&head))?;
+        let hidden = hidden_paths(&scratch, &self.work_tree(), &commits, &hidden)?;
         scratch
             .git(["update-ref", "refs/scopefs/head", head.as_str()])
             .run()?;
@@ -402,77 +421,72 @@ impl Repository {
         Ok(Taken {
             branch: branch.to_string(),
             head,
+            commits: commits.len(),
             hidden,
         })
     }
+}
 
-    /// Per new commit, the paths it deletes or changes (against its first parent) that
-    /// `hidden` says the policy hides.
-    fn hidden_paths(
-        &self,
-        scratch: &Scratch,
-        hidden: &impl Fn(&RelPath) -> bool,
-    ) -> Result<Vec<(Commit, Vec<HiddenPath>)>, BranchError> {
-        if self.commits.is_empty() {
-            return Ok(Vec::new());
-        }
-        let input: Vec<u8> = self
-            .commits
-            .iter()
-            .flat_map(|c| format!("{}\n", c.oid).into_bytes())
-            .collect();
-        let out = scratch
-            .git([
-                "diff-tree",
-                "--stdin",
-                "-r",
-                "-z",
-                "--no-renames",
-                "--root",
-                "--name-status",
-                "--diff-merges=first-parent",
-            ])
-            .stdin(input)
-            .output()?;
-        let by_oid: BTreeMap<&str, &Commit> =
-            self.commits.iter().map(|c| (c.oid.as_str(), c)).collect();
-        let work_tree = self.work_tree();
-        let mut found: BTreeMap<String, Vec<HiddenPath>> = BTreeMap::new();
-        let mut current: Option<String> = None;
-        let mut tokens = out.split(|b| *b == 0);
-        while let Some(token) = tokens.next() {
-            let token = token.strip_prefix(b"\n").unwrap_or(token);
-            match token {
-                [] => {}
-                [letter] => {
-                    let Some(path) = tokens.next() else { break };
-                    let status = char::from(*letter);
-                    if status == 'A' {
-                        continue;
-                    }
-                    let Ok(rel) = RelPath::parse(path) else {
-                        continue;
-                    };
-                    let path = join_rel(&work_tree, &rel);
-                    if let (Some(oid), true) = (&current, hidden(&path)) {
-                        found
-                            .entry(oid.clone())
-                            .or_default()
-                            .push(HiddenPath { status, path });
-                    }
-                }
-                oid => current = Some(String::from_utf8_lossy(oid).to_string()),
-            }
-        }
-        Ok(self
-            .commits
-            .iter()
-            .filter_map(|c| {
-                let paths = found.remove(&c.oid)?;
-                by_oid.get(c.oid.as_str()).map(|c| ((*c).clone(), paths))
-            })
-            .collect())
+/// Per commit of `commits`, the paths (relative to SOURCE, the repository's work tree being
+/// `work_tree`) it deletes or changes against its first parent that `hidden` says the policy
+/// hides.
+fn hidden_paths(
+    scratch: &Scratch,
+    work_tree: &RelPath,
+    commits: &[Commit],
+    hidden: &impl Fn(&RelPath) -> bool,
+) -> Result<Vec<(Commit, Vec<HiddenPath>)>, BranchError> {
+    if commits.is_empty() {
+        return Ok(Vec::new());
     }
+    let input: Vec<u8> = commits
+        .iter()
+        .flat_map(|c| format!("{}\n", c.oid).into_bytes())
+        .collect();
+    let out = scratch
+        .git([
+            "diff-tree",
+            "--stdin",
+            "-r",
+            "-z",
+            "--no-renames",
+            "--root",
+            "--name-status",
+            "--diff-merges=first-parent",
+        ])
+        .stdin(input)
+        .output()?;
+    let mut found: BTreeMap<String, Vec<HiddenPath>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    let mut tokens = out.split(|b| *b == 0);
+    while let Some(token) = tokens.next() {
+        let token = token.strip_prefix(b"\n").unwrap_or(token);
+        match token {
+            [] => {}
+            [letter] => {
+                let Some(path) = tokens.next() else { break };
+                let status = char::from(*letter);
+                if status == 'A' {
+                    continue;
+                }
+                let Ok(rel) = RelPath::parse(path) else {
+                    continue;
+                };
+                let path = join_rel(work_tree, &rel);
+                if let (Some(oid), true) = (&current, hidden(&path)) {
+                    found
+                        .entry(oid.clone())
+                        .or_default()
+                        .push(HiddenPath { status, path });
+                }
+            }
+            oid => current = Some(String::from_utf8_lossy(oid).to_string()),
+        }
+    }
+    Ok(commits
+        .iter()
+        .filter_map(|c| Some((c.clone(), found.remove(&c.oid)?)))
+        .collect())
 }
 
 /// `rel` (relative to the work tree `base`) relative to SOURCE.
