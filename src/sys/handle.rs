@@ -19,6 +19,20 @@ struct Handle {
 /// ext4, xfs, btrfs and tmpfs put the inode's generation in it beside its number, so a new file
 /// that reuses a number gets another handle. 0 when the file system gives no handle.
 pub fn inode_generation(fd: BorrowedFd<'_>) -> u64 {
+    handle_hash(fd, c"", libc::AT_EMPTY_PATH)
+}
+
+/// [`inode_generation`] of the entry `name` of the directory `dir` (a symlink itself, never
+/// its target).
+pub fn inode_generation_at(dir: BorrowedFd<'_>, name: &crate::path::Name) -> u64 {
+    match std::ffi::CString::new(name.as_bytes()) {
+        Ok(name) => handle_hash(dir, &name, 0),
+        Err(_) => 0,
+    }
+}
+
+/// The hash of the handle of `path` relative to `fd`, as `flags` say; 0 when there is none.
+fn handle_hash(fd: BorrowedFd<'_>, path: &std::ffi::CStr, flags: libc::c_int) -> u64 {
     let mut handle = Handle {
         handle_bytes: MAX_HANDLE as libc::c_uint,
         handle_type: 0,
@@ -26,15 +40,16 @@ pub fn inode_generation(fd: BorrowedFd<'_>) -> u64 {
     };
     let mut mount_id: libc::c_int = 0;
     // SAFETY: `handle` is a `struct file_handle` followed by `handle_bytes` bytes of room, as the
-    // call requires; the path is an empty C string, which `AT_EMPTY_PATH` makes name `fd`
-    // itself; both pointers outlive the call.
+    // call requires; `path` is a NUL-terminated string (empty with `AT_EMPTY_PATH`, naming `fd`
+    // itself; else one name in the directory `fd`, not followed if a symlink, as `flags` has no
+    // `AT_SYMLINK_FOLLOW`); all pointers outlive the call.
     let done = unsafe {
         libc::name_to_handle_at(
             fd.as_raw_fd(),
-            c"".as_ptr(),
+            path.as_ptr(),
             (&raw mut handle).cast::<libc::file_handle>(),
             &raw mut mount_id,
-            libc::AT_EMPTY_PATH,
+            flags,
         )
     };
     if done != 0 {
@@ -63,5 +78,8 @@ mod tests {
         let first = inode_generation(a.as_fd());
         assert_eq!(first, inode_generation(a.as_fd()));
         assert_ne!(first, inode_generation(b.as_fd()));
+        let dir_fd = std::fs::File::open(dir.path()).unwrap();
+        let name = crate::path::Name::new(b"a").unwrap();
+        assert_eq!(inode_generation_at(dir_fd.as_fd(), &name), first);
     }
 }

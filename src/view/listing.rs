@@ -7,6 +7,7 @@ use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
+use super::numbers::Known;
 use super::{Caller, Entry, FsError, FsResult, Layer, Located, Opened, ROOT, View};
 use crate::path::{Name, RelPath};
 use crate::sys::{FileType, Stat};
@@ -18,6 +19,8 @@ pub struct DirItem {
     pub attr: Stat,
     /// The layer it comes from.
     pub layer: Layer,
+    /// Its inode generation, for an entry of SOURCE in a view that shows SOURCE's numbers.
+    pub generation: Option<u64>,
 }
 
 /// A snapshot of a directory's visible entries, taken at `opendir`.
@@ -152,10 +155,11 @@ impl View {
             Some((path, _)) => path.clone(),
             None => self.path(dir.ino).ok()?.join(&item.name),
         };
-        let fd = found
-            .as_ref()
-            .map(|(_, located)| std::os::fd::AsFd::as_fd(&located.fd));
-        let ino = self.node_for(dir.ino, (&item.name, &path), (layer, &attr), fd);
+        let known = match &found {
+            Some((_, located)) => Known::Fd(std::os::fd::AsFd::as_fd(&located.fd)),
+            None => Known::Generation(item.generation),
+        };
+        let ino = self.node_for(dir.ino, (&item.name, &path), (layer, &attr), known);
         if let Some((path, mut located)) = found
             && located.stat.kind == FileType::Dir
         {

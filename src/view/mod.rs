@@ -501,7 +501,7 @@ impl View {
             parent,
             (name, &path),
             (located.layer, &located.stat),
-            Some(located.fd.as_fd()),
+            numbers::Known::Fd(located.fd.as_fd()),
         );
         if located.stat.kind == FileType::Dir {
             self.watch_dir(ino, &path, &mut located);
@@ -588,12 +588,21 @@ impl View {
     /// own first (`upper/`), then SOURCE's entries that the layer neither replaced, deleted nor
     /// shadowed.
     fn list(&self, path: &RelPath, located: &Located) -> FsResult<Vec<DirItem>> {
-        let item = |name, attr, layer| DirItem { name, attr, layer };
+        let item = |name, attr, layer, generation| DirItem {
+            name,
+            attr,
+            layer,
+            generation,
+        };
+        let generations = self.numbers == Numbers::Asked;
         let Some(layer) = self.layer().filter(|l| l.own_root().is_some()) else {
-            let lower = self.scope.list(path).map_err(FsError::resolving)?;
+            let lower = self
+                .scope
+                .list_with_generations(path, generations)
+                .map_err(FsError::resolving)?;
             return Ok(lower
                 .into_iter()
-                .map(|(name, st)| item(name, st, Layer::Lower))
+                .map(|(name, st, generation)| item(name, st, Layer::Lower, generation))
                 .collect());
         };
         let mut out = Vec::new();
@@ -608,22 +617,22 @@ impl View {
                         .admits_created(&child, &st, || sys::readlink_child(dir.as_fd(), &name))
                     {
                         seen.insert(name.clone());
-                        out.push(item(name, st, Layer::Upper));
+                        out.push(item(name, st, Layer::Upper, None));
                     }
                 }
             }
         }
         if layer.merges_lower(path) {
-            let lower = match self.scope.list(path) {
+            let lower = match self.scope.list_with_generations(path, generations) {
                 Ok(lower) => lower,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
                     Vec::new()
                 }
                 Err(e) => return Err(FsError::resolving(e)),
             };
-            for (name, st) in lower {
+            for (name, st, generation) in lower {
                 if !seen.contains(&name) && !layer.deleted(&path.join(&name)) {
-                    out.push(item(name, st, Layer::Lower));
+                    out.push(item(name, st, Layer::Lower, generation));
                 }
             }
         }

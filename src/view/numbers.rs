@@ -13,17 +13,26 @@
 //! The mode is read once, when the view is made: a policy reload does not renumber the nodes
 //! the kernel holds.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
 use super::inodes::{Numbers, Wanted};
 use super::{Layer, View};
 use crate::overlay::LowerState;
 use crate::path::{Name, RelPath};
-use crate::sys::{self, FileType, Open, Stat};
+use crate::sys::{self, FileType, Stat};
 
 /// Where the numbers of entries made only in the overlay start: above any number SOURCE's file
 /// systems hand out in practice (ext4's are 32-bit; xfs's and btrfs's stay far below 2^62).
 pub const UPPER_BASE: u64 = 1 << 62;
+
+/// How the generation of an entry is known.
+#[derive(Clone, Copy)]
+pub(super) enum Known<'a> {
+    /// From an `O_PATH` descriptor on it.
+    Fd(BorrowedFd<'a>),
+    /// Read with its directory's listing (`None`: not read).
+    Generation(Option<u64>),
+}
 
 impl View {
     /// The number the entry at `path`, found in `layer` with attributes `st`, asks for.
@@ -57,24 +66,18 @@ impl View {
     }
 
     /// The node of entry `name` of `parent`, at `path`, found in `layer` with attributes `st`,
-    /// with one more kernel reference. `fd`, an `O_PATH` descriptor on the entry, gives its
-    /// generation; without it, the entry is opened again only when the table has no node for
-    /// the name yet.
+    /// with one more kernel reference; `known` gives the entry's generation.
     pub(super) fn node_for(
         &self,
         parent: u64,
         (name, path): (&Name, &RelPath),
         (layer, st): (Layer, &Stat),
-        fd: Option<BorrowedFd<'_>>,
+        known: Known<'_>,
     ) -> u64 {
         let number = self.wanted_number(path, layer, st);
-        let generation = match (layer, number, fd) {
-            (Layer::Lower, Some(_), Some(fd)) => Some(sys::handle::inode_generation(fd)),
-            (Layer::Lower, Some(_), None) if self.inodes.read().child(parent, name).is_none() => {
-                sys::resolve(self.scope.root(), path, Open::Path)
-                    .ok()
-                    .map(|fd| sys::handle::inode_generation(fd.as_fd()))
-            }
+        let generation = match (layer, number, known) {
+            (Layer::Lower, Some(_), Known::Fd(fd)) => Some(sys::handle::inode_generation(fd)),
+            (Layer::Lower, Some(_), Known::Generation(generation)) => generation,
             _ => None,
         };
         self.inodes.write().lookup(

@@ -532,6 +532,19 @@ impl Scope {
     /// The visible entries of the directory `dir`, with their attributes, in the order the
     /// file system returns them.
     pub fn list(&self, dir: &RelPath) -> io::Result<Vec<(Name, Stat)>> {
+        Ok(self
+            .list_with_generations(dir, false)?
+            .into_iter()
+            .map(|(name, st, _)| (name, st))
+            .collect())
+    }
+
+    /// [`Scope::list`], with each entry's inode generation ([`sys::handle`]) when `generations`.
+    pub fn list_with_generations(
+        &self,
+        dir: &RelPath,
+        generations: bool,
+    ) -> io::Result<Vec<(Name, Stat, Option<u64>)>> {
         let fd = sys::resolve(self.root(), dir, Open::Dir)?;
         let mut out = Vec::new();
         for entry in sys::read_dir(fd.as_fd())? {
@@ -540,7 +553,9 @@ impl Scope {
             };
             if let Some(found) = self.find_child(fd.as_fd(), dir, &name)? {
                 if found.visible {
-                    out.push((name, found.stat));
+                    let generation =
+                        generations.then(|| sys::handle::inode_generation_at(fd.as_fd(), &name));
+                    out.push((name, found.stat, generation));
                 }
             }
         }

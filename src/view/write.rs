@@ -218,7 +218,7 @@ impl View {
             parent,
             (name, path),
             (located.layer, &located.stat),
-            Some(located.fd.as_fd()),
+            super::numbers::Known::Fd(located.fd.as_fd()),
         );
         Ok(self.entry(Some(parent), ino, located.stat))
     }

@@ -92,7 +92,10 @@ fn an_agents_commit_never_deletes_a_hidden_tracked_file_through_apply() {
     assert!(diff.contains(" agent: v2\n"), "{diff}");
     assert!(diff.contains("\n    ref refs/heads/main moved "), "{diff}");
     assert!(diff.contains(" side work\n"), "{diff}");
-    assert!(diff.contains("\n    ref refs/heads/side created at "), "{diff}");
+    assert!(
+        diff.contains("\n    ref refs/heads/side created at "),
+        "{diff}"
+    );
     assert!(!diff.contains(".git/objects"), "{diff}");
     assert!(diff.ends_with("\nM app.py\n"), "{diff}");
 
