@@ -585,4 +585,41 @@ mod tests {
             a
         );
     }
+
+    #[test]
+    fn asked_numbers_are_given_where_free_and_a_file_made_again_gets_a_new_node() {
+        let n = |s: &str| Name::new(s.as_bytes()).unwrap();
+        let asked = |number, generation| Wanted {
+            number: Some(number),
+            generation: Some(generation),
+        };
+        let mut t = Inodes::numbered(Numbers::Asked);
+        let a = t.lookup(ROOT, &n("a"), None, asked(100, 7), true);
+        assert_eq!(a, 100, "SOURCE's number");
+        assert_eq!(t.lookup(ROOT, &n("a"), None, asked(100, 7), true), a);
+        // Another name of the same file (number and generation): the same node.
+        assert_eq!(t.lookup(ROOT, &n("b"), None, asked(100, 7), true), a);
+        // A directory with the number is never joined; the number is taken, so a counter one.
+        let d = t.lookup(ROOT, &n("d"), None, asked(100, 7), false);
+        assert!(d >= COUNTER_BASE, "{d}");
+        // `a` deleted and made again with the same number, while the kernel holds the old node.
+        let again = t.lookup(ROOT, &n("a"), None, asked(100, 8), true);
+        assert_ne!(again, a);
+        assert!(again >= COUNTER_BASE, "{again}");
+        assert_ne!(t.generation_of(again), t.generation_of(a));
+        // Once the old node is forgotten, the number is free again, with a new generation.
+        let old_generation = t.generation_of(a);
+        t.forget(a, 3);
+        let c = t.lookup(ROOT, &n("c"), None, asked(100, 9), true);
+        assert_eq!(c, 100);
+        assert_ne!(t.generation_of(c), old_generation);
+        // The root's number and the counter's range are never asked for.
+        assert!(t.lookup(ROOT, &n("r"), None, asked(ROOT, 1), true) >= COUNTER_BASE);
+        let h = t.lookup(ROOT, &n("h"), None, asked(COUNTER_BASE + 5, 1), true);
+        assert_eq!(
+            h,
+            COUNTER_BASE + 3,
+            "the counter's next number, not the one asked for"
+        );
+    }
 }
