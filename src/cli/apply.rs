@@ -19,7 +19,7 @@ use crate::overlay::review::{ApplyError, Conflict, Plan, PlanError, Refusal, Rev
 use crate::path::RelPath;
 
 use super::diff::line;
-use super::git_review::{GitBranchArgs, refuse_git_paths, report_left_alone};
+use super::git_review::{GitBranchArgs, refuse_git_paths, report_branches, report_left_alone};
 
 /// Above this many changes, `apply` shows a progress bar (on a terminal).
 const PROGRESS_THRESHOLD: usize = 100;
@@ -108,8 +108,9 @@ impl ApplyCmd {
             for change in &plan.changes {
                 println!("{}", line(change));
             }
-            if self.git.git_branch.is_none() {
-                report_left_alone(&repos);
+            match &self.git.git_branch {
+                None => report_left_alone(&repos),
+                Some(branch) => report_branches(&repos, branch),
             }
             eprintln!(
                 "scopefs: dry run: {} change(s) would be applied; nothing was changed",

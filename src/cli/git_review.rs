@@ -250,6 +250,24 @@ pub fn report_left_alone(repos: &[Repository]) {
     }
 }
 
+/// Says on stderr which branches `apply --git-branch` would make (a dry run).
+pub fn report_branches(repos: &[Repository], branch: &str) {
+    for repo in repos {
+        let what = match (&repo.error, repo.state) {
+            (Some(e), _) => format!("cannot read the agent's history: {e}"),
+            (None, RepoState::Changed) => match &repo.head_oid {
+                Some(head) => format!(
+                    "would make branch {branch} at the agent's HEAD, {}",
+                    short(head)
+                ),
+                None => "the agent's HEAD points at no commit: no branch would be made".into(),
+            },
+            (None, state) => format!("{state} repository: no branch would be made"),
+        };
+        eprintln!("scopefs: dry run: {}: {what}", quote(&repo.git_dir));
+    }
+}
+
 impl GitBranchArgs {
     /// Makes the branch in every repository of `repos` at or beneath the `filters` (all when
     /// there are none), warning about hidden paths. A repository refused is left untouched.

@@ -112,6 +112,20 @@ fn an_agents_commit_never_deletes_a_hidden_tracked_file_through_apply() {
     assert_eq!(repo_state(&scene.src), before);
     assert_eq!(git(&scene.src, &["status", "--short"]), " M app.py\n");
 
+    // A dry run says what it would do, and does nothing.
+    let out = scopefs()
+        .args(["apply", "--dry-run", "--git-branch", "agent"])
+        .arg(&ov)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("scopefs: dry run: .git: would make branch agent at the agent's HEAD, "),
+        "{out:?}"
+    );
+    assert_eq!(repo_state(&scene.src), before);
+
     // --git-branch: the agent's commit becomes a branch; HEAD, index and main stay.
     let out = scopefs()
         .args(["apply", "--git-branch", "agent"])
