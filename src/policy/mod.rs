@@ -51,8 +51,13 @@ pub enum SymlinkMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HardlinkMode {
+    /// A multi-link file is hidden when SOURCE also reaches it through a name the view does
+    /// not show; links from outside SOURCE do not count (a local `git clone`, pnpm, Nix).
     #[default]
     Hide,
+    /// Also hidden: every multi-link file whose other names were not all found in SOURCE.
+    Strict,
+    /// Never hidden for its links.
     Keep,
 }
 

@@ -328,7 +328,7 @@ mod tests {
     #[test]
     fn value_lists_are_the_names_serde_reads() {
         assert_eq!(names::<SymlinkMode>(), ["contain", "hide", "keep"]);
-        assert_eq!(names::<HardlinkMode>(), ["hide", "keep"]);
+        assert_eq!(names::<HardlinkMode>(), ["hide", "strict", "keep"]);
         assert_eq!(names::<InodeMode>(), ["source", "synthetic"]);
         assert_eq!(names::<WriteMode>(), ["deny", "overlay", "direct"]);
         assert_eq!(names::<AuditEvents>(), ["denied", "writes", "all"]);

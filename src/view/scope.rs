@@ -111,7 +111,9 @@ enum Known {
 }
 
 impl LinkIndex {
-    /// What the index says of the file `st` under the policy `matcher`.
+    /// What the index says of the file `st` under the policy `matcher`: under `hide`, whether
+    /// every name the walk found in SOURCE is visible (names outside SOURCE do not count);
+    /// under `strict`, also whether the walk found every name.
     fn judge(&self, st: &Stat, matcher: &Arc<Matcher>) -> Known {
         if !Arc::ptr_eq(&self.matcher, matcher) {
             return Known::Stale;
@@ -119,9 +121,13 @@ impl LinkIndex {
         if self.incomplete {
             return Known::Judged(false);
         }
+        let all_found = |l: &Linked| match matcher.hardlinks() {
+            HardlinkMode::Strict => l.count == st.nlink,
+            HardlinkMode::Hide | HardlinkMode::Keep => l.count <= st.nlink,
+        };
         match self.names.get(&(st.dev, st.ino)) {
             Some(l) if l.steady && l.ctime == st.ctime && l.nlink == st.nlink => {
-                Known::Judged(l.visible && l.count == st.nlink)
+                Known::Judged(l.visible && all_found(l))
             }
             _ => Known::Stale,
         }
@@ -640,9 +646,17 @@ mod tests {
     fn link_index_hides_files_with_names_missing_hidden_or_changing_during_the_walk() {
         let matcher = Arc::new(Policy::builtin().compile().unwrap());
         let mut idx = index(&matcher);
-        // One name of two found (the other is outside SOURCE).
+        // One name of two found: the other is outside SOURCE, which counts only when strict.
         idx.add(&file(1, 2, 100), true);
-        assert_eq!(judged(idx.judge(&file(1, 2, 100), &matcher)), Some(false));
+        assert_eq!(judged(idx.judge(&file(1, 2, 100), &matcher)), Some(true));
+        let strict = Policy::parse("[view]\nhardlinks = \"strict\"\n", None).unwrap();
+        let strict = Arc::new(strict.compile().unwrap());
+        let mut strict_idx = index(&strict);
+        strict_idx.add(&file(1, 2, 100), true);
+        assert_eq!(
+            judged(strict_idx.judge(&file(1, 2, 100), &strict)),
+            Some(false)
+        );
         // A hidden name.
         idx.add(&file(2, 2, 100), true);
         idx.add(&file(2, 2, 100), false);

@@ -614,6 +614,41 @@ fn hardlinks_keep_shows_aliases() {
     assert_visible(&s, "notes.txt");
 }
 
+/// A file whose other name lies outside SOURCE, as a local `git clone` leaves its objects.
+fn scene_with_a_link_from_outside() -> Scene {
+    let s = Scene::new();
+    s.file_with("objects/ab/cdef", b"object\n");
+    fs::hard_link(s.s("objects/ab/cdef"), s.base().join("outside-link")).unwrap();
+    s
+}
+
+#[test]
+fn hardlinks_from_outside_source_do_not_hide_by_default() {
+    let s = scene_with_a_link_from_outside();
+    let _m = s.mount(&[]);
+    assert_visible(&s, "objects/ab/cdef");
+}
+
+#[test]
+fn hardlinks_strict_hides_files_linked_from_outside_source() {
+    let s = scene_with_a_link_from_outside();
+    s.file("objects/single");
+    let policy = s.policy("[view]\nhardlinks = \"strict\"\n");
+    let _m = s.mount(&["-c", policy.to_str().unwrap()]);
+    assert_hidden(&s.mnt, "objects/ab/cdef");
+    assert_visible(&s, "objects/single");
+}
+
+#[test]
+fn hardlinks_strict_still_hides_aliases_of_hidden_files() {
+    let s = Scene::new();
+    s.file(".env");
+    fs::hard_link(s.s(".env"), s.s("notes.txt")).unwrap();
+    let policy = s.policy("[view]\nhardlinks = \"strict\"\n");
+    let _m = s.mount(&["-c", policy.to_str().unwrap()]);
+    assert_hidden(&s.mnt, "notes.txt");
+}
+
 // --- every read-side operation on hidden names --------------------------------------------------
 
 #[test]
