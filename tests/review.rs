@@ -215,7 +215,7 @@ fn apply_all_copies_every_change_and_empties_the_overlay() {
         fs::Permissions::from_mode(0o750),
     )
     .unwrap();
-    fx.run(&["apply"])
+    fx.run(&["apply", "--include-protected"])
         .success()
         .stdout(STANDARD_APPLIED)
         .stderr(predicate::str::contains(
@@ -259,6 +259,33 @@ fn apply_all_copies_every_change_and_empties_the_overlay() {
     );
 }
 
+/// exec-config is enforced at review time: `apply` leaves a protected change out, says so and
+/// keeps it in the overlay, until it is named or `--include-protected` is given.
+#[test]
+fn apply_leaves_protected_changes_out_unless_named_or_included() {
+    let fx = standard();
+    fx.run(&["apply"])
+        .success()
+        .stdout(predicate::str::contains(".git/config").not())
+        .stdout(predicate::str::contains("M a.txt"))
+        .stderr(predicate::str::contains(
+            "left out: A .git/config  (sensitive: exec-config)",
+        ))
+        .stderr(predicate::str::contains("--include-protected"));
+    assert!(!fx.src().join(".git/config").exists());
+    assert_eq!(
+        fs::read(fx.src().join("a.txt")).unwrap(),
+        b"one\nTWO\nthree\n"
+    );
+    assert_eq!(fx.diff(), "A .git/config  (sensitive: exec-config)\n");
+    // Named, it goes ahead.
+    fx.run(&["apply", ".git/config"])
+        .success()
+        .stdout("A .git/config  (sensitive: exec-config)\n");
+    assert_eq!(fs::read(fx.src().join(".git/config")).unwrap(), b"[core]\n");
+    assert_eq!(fx.diff(), "");
+}
+
 #[test]
 fn apply_with_paths_applies_only_those() {
     let fx = standard();
@@ -299,7 +326,7 @@ fn apply_with_paths_applies_only_those() {
 fn dry_run_changes_nothing() {
     let fx = standard();
     let before = fx.diff();
-    fx.run(&["apply", "--dry-run"])
+    fx.run(&["apply", "--dry-run", "--include-protected"])
         .success()
         .stdout(STANDARD_APPLIED)
         .stderr(predicate::str::contains("dry run"));

@@ -5,6 +5,9 @@
 //! 2); a PATH has no change (exit 2); a change would write through a symlink in SOURCE, or is of
 //! a type apply does not copy (exit 1); SOURCE changed since the overlay first touched a path
 //! (every conflict listed, exit 3, unless `--force`). Prints one line per applied change.
+//! Protected changes (exec-config) not named by a PATH are left out unless
+//! `--include-protected`, and listed; a change over an entry of SOURCE the view hid is a
+//! conflict that `--force` does not override: it stays in the overlay.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -14,8 +17,11 @@ use clap::Args;
 
 use crate::cli::error::{CliError, CliResult, ExitCode};
 use crate::overlay::changes;
+use crate::overlay::changes::Change;
 use crate::overlay::git::Repository;
-use crate::overlay::review::{ApplyError, Conflict, Plan, PlanError, Refusal, Review};
+use crate::overlay::review::{
+    ApplyError, Conflict, ConflictReason, Plan, PlanError, Refusal, Review,
+};
 use crate::path::RelPath;
 
 use super::diff::line;
@@ -34,9 +40,14 @@ pub struct ApplyCmd {
     /// Print what would be applied and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Apply even where SOURCE changed since the overlay copied the path.
+    /// Apply even where SOURCE changed since the overlay copied the path (never over an entry
+    /// the view hid).
     #[arg(long)]
     pub force: bool,
+    /// Apply protected changes too (exec-config: git hooks and config, CI workflows, editor
+    /// and shell settings), which are otherwise left out unless their PATH is given.
+    #[arg(long)]
+    pub include_protected: bool,
     #[command(flatten)]
     pub git: GitBranchArgs,
 }
@@ -93,10 +104,15 @@ impl ApplyCmd {
         // What others could have written into the overlay is not what the view wrote.
         overlay.check_private()?;
         let review = Review::new(overlay)?;
-        let plan = review.plan(&filters).map_err(plan_error)?;
+        let plan = review
+            .plan_to_apply(&filters, self.include_protected)
+            .map_err(plan_error)?;
         let repos = self.repositories(&review, &filters)?;
-        if plan.changes.is_empty() && repos.is_empty() {
-            eprintln!("scopefs: the overlay holds no changes; nothing to apply");
+        report_left_out(&plan.left_out);
+        if plan.changes.is_empty() && plan.withheld.is_empty() && repos.is_empty() {
+            if plan.left_out.is_empty() {
+                eprintln!("scopefs: the overlay holds no changes; nothing to apply");
+            }
             return Ok(());
         }
         for p in &plan.problems {
@@ -118,7 +134,7 @@ impl ApplyCmd {
             );
             return Ok(());
         }
-        if !plan.changes.is_empty() {
+        if !plan.changes.is_empty() || !plan.withheld.is_empty() {
             self.apply_files(&review, &plan)?;
         }
         if self.git.git_branch.is_some() {
@@ -158,6 +174,12 @@ impl ApplyCmd {
             }
             ApplyError::Origins(_) => CliError::runtime(e.to_string()),
         })?;
+        if !plan.withheld.is_empty() {
+            eprintln!(
+                "scopefs: {} change(s) left in the overlay: SOURCE holds entries there that the view hid, which apply never writes over or deletes",
+                plan.withheld.len()
+            );
+        }
         if !outcome.failed.is_empty() {
             return Err(CliError::runtime(format!(
                 "{} change(s) could not be applied (listed above) and stay in the overlay; {} applied",
@@ -191,10 +213,23 @@ impl ApplyCmd {
 
 fn report_conflicts(conflicts: &[Conflict], forced: bool) {
     for c in conflicts {
-        if forced {
-            eprintln!("{c} (overwritten: --force)");
-        } else {
-            eprintln!("{c}");
+        match (forced, &c.reason) {
+            (true, ConflictReason::HiddenInSource) => eprintln!("{c} (left in the overlay)"),
+            (true, _) => eprintln!("{c} (overwritten: --force)"),
+            (false, _) => eprintln!("{c}"),
         }
+    }
+}
+
+/// Says which protected changes `apply` left out, and how to apply them.
+fn report_left_out(left_out: &[Change]) {
+    for change in left_out {
+        eprintln!("left out: {}", line(change));
+    }
+    if !left_out.is_empty() {
+        eprintln!(
+            "scopefs: {} protected change(s) left out and kept in the overlay; review them with `scopefs diff --patch`, then apply them by naming their PATHs or with --include-protected",
+            left_out.len()
+        );
     }
 }

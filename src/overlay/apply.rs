@@ -405,14 +405,19 @@ impl Tidy<'_> {
     }
 }
 
-/// Drops records of paths with nothing left in upper/.
+/// Drops records of paths with nothing left in upper/. The records at or beneath a deletion
+/// or an opaque directory still pending stay: `apply` checks every entry beneath a directory it
+/// deletes against them.
 pub fn prune_origins(overlay: &Overlay) -> io::Result<()> {
     let index = overlay.scan()?;
     overlay.retain_origins(|path| {
         index.entries.contains(path)
             || index.whiteouts.contains(path)
             || index.opaque.contains(path)
-            || path.parent().is_some_and(|p| index.opaque.contains(&p))
+            || path.ancestors().any(|a| {
+                RelPath::parse(a)
+                    .is_ok_and(|a| index.whiteouts.contains(&a) || index.opaque.contains(&a))
+            })
     })
 }
 

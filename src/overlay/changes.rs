@@ -133,6 +133,12 @@ impl Change {
     pub fn is_sensitive(&self) -> bool {
         !self.sensitive.is_empty()
     }
+
+    /// Whether a protect preset matches the path: `apply` leaves the change out unless it is
+    /// asked for by name or with `--include-protected`.
+    pub fn is_protected(&self) -> bool {
+        self.sensitive.iter().any(|flag| flag != SYMLINK_FLAG)
+    }
 }
 
 /// A failure to read the overlay or SOURCE while listing changes.
@@ -228,6 +234,10 @@ pub fn same_entry(
     }
 }
 
+/// The flag of a symlink added or changed; every other flag of [`Change::sensitive`] names the
+/// protect preset (or pattern) that matches the path.
+pub const SYMLINK_FLAG: &str = "symlink";
+
 /// The matcher that says whether a path is sensitive: the `exec-config` protect preset.
 fn sensitivity_matcher() -> Option<Matcher> {
     let text = "[writes]\nmode = \"overlay\"\nprotect = [\"exec-config\"]\n";
@@ -246,7 +256,7 @@ fn sensitivity(matcher: Option<&Matcher>, path: &RelPath, kind: EntryKind, op: O
         });
     }
     if kind == EntryKind::Symlink && op != Op::Delete {
-        out.push("symlink".into());
+        out.push(SYMLINK_FLAG.into());
     }
     out
 }

@@ -37,11 +37,53 @@ impl Upper {
             .map_err(io)
     }
 
+    /// Whether SOURCE has an entry at `path` that the view shows (whether or not the overlay
+    /// deleted it since). An entry the view hides counts as absent (SPEC §3a): the agent's
+    /// own entry may take its name, and nothing of the overlay ever stands for it.
+    pub(super) fn lower_shown(&self, scope: &Scope, path: &RelPath) -> bool {
+        source_entry(scope, path).is_some_and(|(_, shown)| shown)
+    }
+
+    /// What SOURCE has at `path` now, as the overlay records it: an entry the view hides
+    /// (including one that SOURCE's file system found for a loose spelling of its name) is
+    /// [`LowerState::Hidden`], so that `apply` never writes over it or deletes it.
+    fn recorded_state(&self, scope: &Scope, path: &RelPath) -> LowerState {
+        match source_entry(scope, path) {
+            Some((_, false)) => LowerState::Hidden,
+            Some((st, true)) => LowerState::of(Some(&st)),
+            None => self.lower_state(scope, path),
+        }
+    }
+
     /// Records what SOURCE has at `path` now as its provenance, unless it has a record.
     pub(super) fn record(&self, scope: &Scope, path: &RelPath) -> FsResult<()> {
         self.overlay()
-            .record_origin(path, self.lower_state(scope, path))
+            .record_origin(path, self.recorded_state(scope, path))
             .map_err(io)
+    }
+
+    /// Records as [`LowerState::Hidden`] every entry of SOURCE's directory `path` that the
+    /// view hides, before the directory is deleted in the view: `apply` then never deletes
+    /// them with it, forced or not.
+    pub(super) fn record_hidden_children(&self, scope: &Scope, path: &RelPath) -> FsResult<()> {
+        let Ok(dir) = sys::resolve(scope.root(), path, Open::Dir) else {
+            return Ok(());
+        };
+        for entry in sys::read_dir(dir.as_fd()).map_err(io)? {
+            let Ok(name) = Name::new(&entry.name) else {
+                continue;
+            };
+            if let Some(found) = scope
+                .find_child(dir.as_fd(), path, &name)
+                .map_err(io)?
+                .filter(|found| !found.visible)
+            {
+                self.overlay()
+                    .record_origin(&found.path, LowerState::Hidden)
+                    .map_err(io)?;
+            }
+        }
+        Ok(())
     }
 
     /// Copies the directory `path` (and its ancestors) up into `upper/`, empty, with its
@@ -133,6 +175,18 @@ impl Upper {
         self.note_created(path, bytes);
         Ok((dir_fd, name))
     }
+}
+
+/// SOURCE's entry at `path`, if there is one, and whether the view shows it by that very name.
+fn source_entry(scope: &Scope, path: &RelPath) -> Option<(Stat, bool)> {
+    let (fd, st, visible) = scope.find(path).ok()?;
+    let own_name = match (path.parent(), last_name(path)) {
+        (Some(dir), Ok(name)) => scope
+            .own_name(&dir, &name, (&st, fd.as_fd()))
+            .unwrap_or(false),
+        _ => true,
+    };
+    Some((st, visible && own_name))
 }
 
 /// Builds the copy of the lower entry at `path` as `tmp` in `work/`: contents, mode without

@@ -56,9 +56,9 @@ impl Upper {
         w::unlink(dir, name, true).map_err(io)
     }
 
-    /// Whether SOURCE has anything at `path` that the overlay lets through.
+    /// Whether SOURCE has anything at `path` that the view shows and the overlay lets through.
     fn lower_present(&self, scope: &Scope, path: &RelPath) -> bool {
-        !self.hides_lower(path) && self.lower_state(scope, path) != LowerState::Absent
+        !self.hides_lower(path) && self.lower_shown(scope, path)
     }
 
     /// `mkdir`: the new directory is built in `work/` and renamed in; where SOURCE had
@@ -66,6 +66,9 @@ impl Upper {
     fn make_dir(&self, scope: &Scope, at: At<'_>, mode: u32, caller: Caller) -> FsResult<()> {
         let dir_fd = self.copy_up_dir(scope, at.dir)?;
         self.reserve_files(1)?;
+        // Opaque wherever SOURCE has anything at the name, shown or hidden: nothing of a
+        // hidden directory (or of one SOURCE's file system matched to a loose spelling) may
+        // show through the agent's own.
         let opaque = self.lower_state(scope, at.path) != LowerState::Absent;
         self.record(scope, at.path)?;
         let work = self.overlay().work();
@@ -209,6 +212,9 @@ impl WriteLayer for Upper {
         };
         let dir_fd = self.copy_up_dir(scope, at.dir)?;
         self.record(scope, at.path)?;
+        if dir && lower {
+            self.record_hidden_children(scope, at.path)?;
+        }
         let mut freed = 0;
         // Found before `ns` was taken: another request may have copied it up since.
         if located.layer == Layer::Upper || self.contains(at.path) {

@@ -6,7 +6,7 @@
 //!   overlay.toml   format = 1, source = "/canonical/SOURCE", created = "RFC3339 UTC"
 //!   upper/         created and copied-up entries at their view paths; a deletion is an empty regular file ".wh.NAME" (mode 0) beside where NAME was; an opaque directory (lower contents ignored) holds an empty file ".wh..wh..opq"
 //!   work/          scratch space on the same file system for atomic copy-up (build there, rename into upper); emptied at every open for mount
-//!   origins        append-only provenance: one line per path, the state of SOURCE at that path the FIRST time the overlay touched it:  "<percent-encoded path> absent" | "<path> dir" | "<path> file <ino> <size> <mtime_ns>" | "<path> symlink <ino> <size> <mtime_ns>" | "<path> other <ino> <size> <mtime_ns>"; the first line for a path wins; a torn last line is ignored; percent-encode every byte outside [A-Za-z0-9._~/+-] (and '%' itself)
+//!   origins        append-only provenance: one line per path, the state of SOURCE at that path the FIRST time the overlay touched it:  "<percent-encoded path> absent" | "<path> hidden" (an entry the view hid: apply never writes over or deletes it, nor anything beneath) | "<path> dir" | "<path> file <ino> <size> <mtime_ns>" | "<path> symlink <ino> <size> <mtime_ns>" | "<path> other <ino> <size> <mtime_ns>"; the first line for a path wins; a torn last line is ignored; percent-encode every byte outside [A-Za-z0-9._~/+-] (and '%' itself)
 //!   lock           a file the live mount holds flock(LOCK_EX) on; apply/discard take it too (LOCK_NB) and refuse while a mount holds it
 //! ```
 //!
@@ -36,8 +36,10 @@ pub mod changes;
 mod copy_up;
 mod files;
 pub mod git;
+mod hidden;
 mod layer;
 mod origins;
+mod protect;
 pub mod review;
 mod upper;
 

@@ -19,10 +19,25 @@ use crate::sys::{self, FileType};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LowerState {
     Absent,
+    /// An entry the view hid from the agent: whatever the overlay holds at this path (or
+    /// beneath it) is the agent's own, and `apply` never writes over or deletes SOURCE's.
+    Hidden,
     Dir,
-    File { ino: u64, size: u64, mtime_ns: i128 },
-    Symlink { ino: u64, size: u64, mtime_ns: i128 },
-    Other { ino: u64, size: u64, mtime_ns: i128 },
+    File {
+        ino: u64,
+        size: u64,
+        mtime_ns: i128,
+    },
+    Symlink {
+        ino: u64,
+        size: u64,
+        mtime_ns: i128,
+    },
+    Other {
+        ino: u64,
+        size: u64,
+        mtime_ns: i128,
+    },
 }
 
 /// Nanoseconds since the epoch (negative before it).
@@ -66,6 +81,7 @@ impl LowerState {
     fn to_words(self) -> String {
         match self {
             LowerState::Absent => "absent".into(),
+            LowerState::Hidden => "hidden".into(),
             LowerState::Dir => "dir".into(),
             LowerState::File {
                 ino,
@@ -95,6 +111,7 @@ impl LowerState {
         };
         let state = match kind {
             "absent" => LowerState::Absent,
+            "hidden" => LowerState::Hidden,
             "dir" => LowerState::Dir,
             "file" => {
                 let (ino, size, mtime_ns) = nums()?;

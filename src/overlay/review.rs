@@ -20,6 +20,7 @@ use super::apply::{self, Outcome};
 use super::changes::{self, Change, EntryKind, ListError, Op};
 use super::git;
 use super::{LowerState, Overlay, OverlayError};
+use super::{hidden, protect};
 use crate::path::{Name, RelPath};
 use crate::sys::tree::stat_beneath;
 use crate::sys::{self, FileType, Open};
@@ -70,6 +71,9 @@ pub enum ConflictReason {
     Changed,
     /// The overlay has no record of SOURCE at the path, so a change there cannot be ruled out.
     NotRecorded,
+    /// SOURCE holds an entry the view hid at the path (or above it, or beneath a directory the
+    /// change deletes): the change is never applied, forced or not.
+    HiddenInSource,
 }
 
 /// A change, or an entry of SOURCE a change would delete, whose SOURCE side may have moved on.
@@ -93,6 +97,10 @@ impl fmt::Display for Conflict {
                 f,
                 "conflict: {path}: the overlay has no record of it in SOURCE, so a change there cannot be ruled out"
             ),
+            ConflictReason::HiddenInSource => write!(
+                f,
+                "conflict: {path}: SOURCE holds an entry there that the view hid; it is never written over or deleted, even with --force (discard the change, or apply it by hand)"
+            ),
         }
     }
 }
@@ -109,6 +117,10 @@ pub fn conflicts(
 ) -> io::Result<Vec<Conflict>> {
     let mut out = Vec::new();
     for change in selected {
+        if let Some(conflict) = hidden::at_or_above(overlay, lower, change)? {
+            out.push(conflict);
+            continue;
+        }
         let current = lower_state(lower, &change.path)?;
         let ok = match (overlay.origin(&change.path), change.op) {
             (Some(recorded), _) => recorded == current,
@@ -161,6 +173,10 @@ fn check_beneath(
             let current = LowerState::of(Some(&st));
             match overlay.origin(&path) {
                 Some(recorded) if recorded == current => {}
+                Some(LowerState::Hidden) => out.push(Conflict {
+                    path: path.clone(),
+                    reason: ConflictReason::HiddenInSource,
+                }),
                 Some(_) => out.push(Conflict {
                     path: path.clone(),
                     reason: ConflictReason::Changed,
@@ -243,6 +259,13 @@ pub struct Plan {
     /// Changes (or entries of SOURCE a change would delete) whose SOURCE side may have moved
     /// on since the overlay first touched them.
     pub conflicts: Vec<Conflict>,
+    /// Protected changes (`exec-config`) left out because they were neither named nor
+    /// included ([`Review::plan_to_apply`]); they stay in the overlay.
+    pub left_out: Vec<Change>,
+    /// Changes never applied, forced or not, because they would write over or delete an entry
+    /// of SOURCE that the view hid ([`ConflictReason::HiddenInSource`]); they stay in the
+    /// overlay.
+    pub withheld: Vec<Change>,
     /// Where the overlay is tidied after applying: the paths asked for, or the root.
     scopes: Vec<RelPath>,
 }
@@ -362,9 +385,20 @@ impl Review {
     /// chosen, the problems that make some unsafe to apply, and, when there are none, the
     /// conflicts with SOURCE.
     pub fn plan(&self, paths: &[RelPath]) -> Result<Plan, PlanError> {
-        let changes = select(&self.changes()?, paths).map_err(PlanError::Unchanged)?;
+        self.plan_to_apply(paths, true)
+    }
+
+    /// [`Review::plan`] for `apply`: protected changes (`exec-config`) not at or beneath one of
+    /// `paths` are left out ([`Plan::left_out`]) unless `include_protected`.
+    pub fn plan_to_apply(
+        &self,
+        paths: &[RelPath],
+        include_protected: bool,
+    ) -> Result<Plan, PlanError> {
+        let chosen = select(&self.changes()?, paths).map_err(PlanError::Unchanged)?;
         // `.git/` is never applied as files (git.rs says why).
-        let (changes, _) = git::split(changes);
+        let (chosen, _) = git::split(chosen);
+        let (changes, left_out) = protect::leave_out(chosen, paths, include_protected);
         let mut problems = preflight(self.source(), &changes);
         problems.extend(git::preflight(self.source(), &changes));
         let conflicts = if problems.is_empty() {
@@ -372,6 +406,7 @@ impl Review {
         } else {
             Vec::new()
         };
+        let (changes, withheld) = hidden::withhold(changes, &conflicts);
         let scopes = if paths.is_empty() {
             vec![RelPath::root()]
         } else {
@@ -381,6 +416,8 @@ impl Review {
             changes,
             problems,
             conflicts,
+            left_out,
+            withheld,
             scopes,
         })
     }

@@ -134,6 +134,16 @@ impl Matcher {
         }
     }
 
+    /// Whether the writable list alone lets `path` be written, protect presets aside: in an
+    /// overlay view, where `protect` is enforced at review time, what the agent may make (SPEC
+    /// §3a). Says nothing about visibility.
+    pub fn writable_listed(&self, path: &RelPath, kind: Kind) -> Option<&Rule> {
+        if self.write_mode == WriteMode::Deny || path.as_bytes().is_empty() {
+            return None;
+        }
+        walk(std::slice::from_ref(&self.writable), path.as_bytes(), kind)
+    }
+
     /// `[view] symlinks`.
     pub fn symlinks(&self) -> SymlinkMode {
         self.symlinks

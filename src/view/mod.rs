@@ -419,9 +419,14 @@ impl View {
         Ok((path, located))
     }
 
-    /// Like [`View::locate`], but `None` when nothing visible is there.
+    /// Like [`View::locate`], but `None` when nothing visible is there, or only an entry of
+    /// another name that SOURCE's file system matched to this one ([`View::locate_child`]).
     fn locate_opt(&self, path: &RelPath) -> FsResult<Option<Located>> {
-        match self.locate(path) {
+        let found = match (path.parent(), path.file_name().map(Name::new)) {
+            (Some(dir), Some(Ok(name))) => self.locate_child(&dir, &name).map(|(_, l)| l),
+            _ => self.locate(path),
+        };
+        match found {
             Ok(l) => Ok(Some(l)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),

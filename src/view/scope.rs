@@ -257,16 +257,21 @@ impl Scope {
         self.judge_symlink(link, || Ok(target.to_vec())).is_ok()
     }
 
-    /// Whether an entry the overlay created at `path` may be seen: the policy and, for a
-    /// symlink, its target. Hardlinks there were made through the view, under visible names.
+    /// Whether an entry of the overlay's `upper/` at `path` may be seen. What the agent made is
+    /// its own (SPEC §3a): seen wherever the writable list let it be made, whatever its name or
+    /// symlink target. Anything else there (a copy of SOURCE's entry the policy no longer lets
+    /// the agent write) is judged as SOURCE's would be: the policy and, for a symlink, its
+    /// target. Hardlinks there were made through the view, under names it showed.
     pub fn admits_created(
         &self,
         path: &RelPath,
         st: &Stat,
         target: impl FnOnce() -> io::Result<Vec<u8>>,
     ) -> bool {
+        let matcher = self.matcher.load();
         path.is_root()
-            || (self.matcher.load().is_visible(path, kind_of(st))
+            || matcher.writable_listed(path, kind_of(st)).is_some()
+            || (matcher.is_visible(path, kind_of(st))
                 && (st.kind != FileType::Symlink || self.judge_symlink(path, target).is_ok()))
     }
 

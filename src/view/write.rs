@@ -5,9 +5,11 @@
 //! which errno, under which rule; never the work.
 //!
 //! Order of the checks, so that answers depend only on the operation and the policy: a
-//! reserved `.wh.*` name is `EINVAL`; an existing entry that is hidden is `ENOENT`; a new name
-//! that is hidden or not allowed is `EACCES` whether or not something hidden is there; a path
-//! the policy does not make writable is `EACCES`.
+//! reserved `.wh.*` name is `EINVAL`; an existing entry that is hidden is `ENOENT`; in direct
+//! mode a new name that is hidden or not allowed is `EACCES` whether or not something hidden is
+//! there; a path the policy does not make writable is `EACCES`. In an overlay view what the
+//! agent makes is its own (SPEC §3a): the writable list alone decides which names it may make,
+//! a name SOURCE holds hidden behaves as absent, and `protect` waits for review.
 
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -80,6 +82,10 @@ impl View {
     /// can change where the layer cannot hold an entry: in overlay mode, at or beneath a SOURCE
     /// name `.wh.*`, whose copy in `upper/` would read as a whiteout.
     fn check_policy_writable(&self, path: &RelPath, kind: Kind) -> FsResult<()> {
+        if path.is_root() {
+            // The view root's own mode and times (SPEC §3a); `setattr` allows nothing else.
+            return Ok(());
+        }
         if self.layer().is_some_and(|layer| !layer.can_hold(path)) {
             return Err(self.refuse(
                 path,
@@ -87,13 +93,29 @@ impl View {
                 "names .wh.* are reserved for the overlay",
             ));
         }
-        match self.scope.matcher().writable(path, kind) {
+        let matcher = self.scope.matcher();
+        match matcher.writable(path, kind) {
             Writability::Writable(_) => Ok(()),
+            // Enforced at review time in an overlay view (SPEC §3a): written to the overlay,
+            // flagged by `diff` and left out by `apply`.
+            Writability::Protected(_)
+                if self.agent_owns() && matcher.writable_listed(path, kind).is_some() =>
+            {
+                Ok(())
+            }
             Writability::NotWritable => {
                 Err(self.refuse(path, FsError::Access, "writes.writable: no pattern matches"))
             }
             Writability::Protected(rule) => Err(self.refuse(path, FsError::Access, rule)),
         }
+    }
+
+    /// Whether what the agent makes is its own (SPEC §3a): in an overlay view, where a new
+    /// entry goes to the overlay, never over SOURCE's. There the writable list alone decides
+    /// which names the agent may make, whatever the view hides or a symlink points at; SOURCE's
+    /// hidden entries behave as absent. In direct mode every new name is judged as SOURCE's.
+    fn agent_owns(&self) -> bool {
+        self.layer().is_some_and(|layer| layer.own_root().is_some())
     }
 
     /// Whether the existing, visible entry at `path` may be changed.
@@ -122,6 +144,9 @@ impl View {
     /// Checks a name an entry of `kind` is to be made at (or renamed or linked onto): not
     /// reserved, visible, writable, and not hiding anything of SOURCE.
     fn check_new_name(&self, path: &RelPath, kind: Kind) -> FsResult<()> {
+        if self.agent_owns() {
+            return self.check_policy_writable(path, kind);
+        }
         let matcher = self.scope.matcher();
         if !matcher.is_visible(path, kind) {
             let rule = match matcher.decide(path, kind) {
@@ -168,7 +193,7 @@ impl View {
     /// still show it (under `symlinks = "contain"`, a relative target can leave SOURCE from a
     /// shallower directory).
     fn check_symlink_moves(&self, entry: &Located, to: &RelPath) -> FsResult<()> {
-        if entry.stat.kind != FileType::Symlink {
+        if entry.stat.kind != FileType::Symlink || self.agent_owns() {
             return Ok(());
         }
         let target = sys::readlink(entry.fd.as_fd()).map_err(io)?;
@@ -306,8 +331,9 @@ impl View {
         Ok(made?.0)
     }
 
-    /// `symlink`. Under `symlinks = "contain"` a link the view would not show (absolute,
-    /// leaving SOURCE, or onto a hidden path) is refused with `EACCES`.
+    /// `symlink`. In direct mode, under `symlinks = "contain"`, a link the view would not show
+    /// (absolute, leaving SOURCE, or onto a hidden path) is refused with `EACCES`; in an overlay
+    /// view the link is the agent's own and resolves in its own kernel.
     pub fn symlink(
         &self,
         parent: u64,
@@ -316,7 +342,7 @@ impl View {
         caller: Caller,
     ) -> FsResult<Entry> {
         let (dir, path) = self.new_entry(parent, name, Kind::NonDir)?;
-        if !self.scope.symlink_allowed(&path, target) {
+        if !self.agent_owns() && !self.scope.symlink_allowed(&path, target) {
             return Err(self.refuse(
                 &path,
                 FsError::Access,
@@ -599,8 +625,13 @@ impl View {
         caller: Caller,
     ) -> FsResult<Attr> {
         let (path, located) = self.writable_node(ino)?;
-        if path.is_root() {
-            return Err(FsError::NotPermitted);
+        let owner_or_size = set.uid.is_some() || set.gid.is_some() || set.size.is_some();
+        if path.is_root() && owner_or_size {
+            return Err(self.refuse(
+                &path,
+                FsError::NotPermitted,
+                "only the mode and times of the view root change",
+            ));
         }
         let st = located.stat;
         if caller.uid != 0 {
@@ -670,6 +701,13 @@ impl View {
         caller: Caller,
     ) -> FsResult<()> {
         let (path, located) = self.writable_node(ino)?;
+        if path.is_root() {
+            return Err(self.refuse(
+                &path,
+                FsError::NotPermitted,
+                "only the mode and times of the view root change",
+            ));
+        }
         if !name.starts_with(b"user.") {
             return Err(self.refuse(
                 &path,

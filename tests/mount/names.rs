@@ -100,33 +100,58 @@ fn loose_names_at_the_source_root_reach_nothing() {
     assert_listing(&s.mnt, &["docs", "keys"]);
 }
 
-/// In an overlay view a loose spelling of a hidden entry cannot be made either (it would be
-/// applied over the hidden file), and a public file copies up by its own name.
+/// In an overlay view a loose spelling of a hidden entry may be made: it is the agent's own
+/// (SPEC §3a), kept in the overlay, and `apply`, forced or not, never writes it over the
+/// hidden file SOURCE's file system would have matched it to. A public file copies up by its
+/// own name.
 #[test]
-fn loose_names_cannot_be_made_over_hidden_entries() {
+fn loose_names_made_over_hidden_entries_are_the_agents_own_and_never_applied() {
     let s = Scene::new();
-    let _loose = loose_at(&s, &s.s("vol"));
+    let loose = loose_at(&s, &s.s("vol"));
     let overlay = s.base().join("overlay");
-    let _m = s.mount(&["--overlay", overlay.to_str().unwrap()]);
-    assert_errno(
-        fs::write(s.m("vol/keys/SERVER.PEM."), b"x"),
-        libc::EACCES,
-        "create vol/keys/SERVER.PEM.",
-    );
-    assert_errno(
-        fs::create_dir(s.m("vol/.AWS.")),
-        libc::EACCES,
-        "mkdir vol/.AWS.",
-    );
-    assert_errno(
-        fs::rename(s.m("vol/docs/readme.txt"), s.m("vol/.netrc.")),
-        libc::EACCES,
-        "rename onto vol/.netrc.",
-    );
+    let m = s.mount(&["--overlay", overlay.to_str().unwrap()]);
+    fs::write(s.m("vol/keys/SERVER.PEM."), b"agent\n").expect("create vol/keys/SERVER.PEM.");
+    assert_eq!(fs::read(s.m("vol/keys/SERVER.PEM.")).unwrap(), b"agent\n");
+    fs::create_dir(s.m("vol/.AWS.")).expect("mkdir vol/.AWS.");
+    assert_listing(&s.m("vol/.AWS."), &[]);
     fs::write(s.m("vol/docs/readme.txt"), b"edited\n").unwrap();
     assert_eq!(
         fs::read(overlay.join("upper/vol/docs/readme.txt")).unwrap(),
         b"edited\n"
     );
-    assert!(!overlay.join("upper/vol/keys").exists());
+    drop(m);
+    let backing = s.base().join("backing");
+    for force in [false, true] {
+        let mut cmd = scopefs();
+        // The loose file system is read-only: only the loose spellings are applied, which
+        // never reach it.
+        cmd.arg("apply")
+            .arg(&overlay)
+            .args(["vol/keys/SERVER.PEM.", "vol/.AWS."]);
+        if force {
+            cmd.arg("--force");
+        }
+        let out = run_with_timeout(cmd, std::time::Duration::from_secs(60));
+        assert_eq!(
+            out.code(),
+            Some(if force { 0 } else { 3 }),
+            "apply (force {force}): {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("view hid"),
+            "apply (force {force}): {}",
+            out.stderr
+        );
+        assert_eq!(
+            fs::read(backing.join("keys/server.pem")).unwrap(),
+            b"SECRET private key\n",
+            "apply (force {force}) wrote over the hidden key"
+        );
+        assert_eq!(
+            fs::read(backing.join(".aws/credentials")).unwrap(),
+            b"SECRET aws\n"
+        );
+    }
+    drop(loose);
 }

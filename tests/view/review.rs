@@ -143,11 +143,16 @@ fn a_deleted_directory_never_takes_the_entries_the_view_hid() {
     let conflicts = conflicts_of(&plan);
     assert_eq!(
         conflicts,
-        [("conf/.env".to_owned(), ConflictReason::NotRecorded)]
+        [("conf/.env".to_owned(), ConflictReason::HiddenInSource)]
     );
-    assert_eq!(plan.changes[0].op, Op::Delete);
+    // The deletion is withheld: not applied even when forced, and kept in the overlay.
+    assert!(plan.changes.is_empty());
+    assert_eq!(plan.withheld.len(), 1);
+    assert_eq!(plan.withheld[0].op, Op::Delete);
     assert!(r.apply(&plan, false, |_, _| {}).is_err());
+    r.apply(&plan, true, |_, _| {}).unwrap();
     assert_eq!(fs::read(s.src.join("conf/.env")).unwrap(), b"SECRET=1\n");
+    assert_eq!(listed(&r), ["D conf"]);
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod common;
 #[path = "../view/harness.rs"]
 mod harness;
 
+mod agent_own;
 mod crash;
 mod direct;
 mod git;

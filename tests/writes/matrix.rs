@@ -29,6 +29,19 @@ const NEW_HIDDEN: &[(&str, i32)] = &[
 ];
 /// New names that are visible but not writable: outside `writable`, or `exec-config`.
 const NEW_NOT_WRITABLE: &[&str] = &["ro/new", "ro/d/new", "w/.vscode/new.json", "w/.gitmodules"];
+/// In an overlay view what the agent makes is its own (SPEC §3a): these hidden names inside
+/// `writable` may be made (tests/writes/agent_own.rs), so this table, which governs SOURCE's
+/// entries, leaves them out there.
+const OVERLAY_OWN_NEW: &[&str] = &["w/.env", "w/.env.local"];
+/// `exec-config` paths inside `writable`: refused at write time in direct mode only; an overlay
+/// view writes them and review flags them (tests/review.rs).
+const PROTECTED: &[&str] = &[
+    "w/.vscode/new.json",
+    "w/.gitmodules",
+    "w/.envrc",
+    "w/.vscode/settings.json",
+    "w/.idea",
+];
 /// Existing files that are hidden or not allowed.
 const FILE_HIDDEN: &[&str] = &["w/.env", "na.txt", "w/private/p.txt", "nadir/n.txt"];
 /// Existing files that are visible but not writable.
@@ -454,7 +467,7 @@ fn run_cells(mode: Mode, op: Op) {
     let mut failures = Vec::new();
     {
         let m = rig.mount(&args);
-        let (hidden, not_writable): (Vec<(&str, i32)>, Vec<&str>) = match op.targets {
+        let (mut hidden, mut not_writable): (Vec<(&str, i32)>, Vec<&str>) = match op.targets {
             Targets::NewName => (NEW_HIDDEN.to_vec(), NEW_NOT_WRITABLE.to_vec()),
             Targets::File => (
                 FILE_HIDDEN.iter().map(|p| (*p, libc::ENOENT)).collect(),
@@ -465,6 +478,14 @@ fn run_cells(mode: Mode, op: Op) {
                 DIR_NOT_WRITABLE.to_vec(),
             ),
         };
+        let mut extra_not_writable = op.extra_not_writable.to_vec();
+        if mode == Mode::Overlay {
+            if matches!(op.targets, Targets::NewName) {
+                hidden.retain(|(rel, _)| !OVERLAY_OWN_NEW.contains(rel));
+            }
+            not_writable.retain(|rel| !PROTECTED.contains(rel));
+            extra_not_writable.retain(|rel| !PROTECTED.contains(rel));
+        }
         for (rel, errno) in hidden {
             judge(
                 &mut failures,
@@ -473,7 +494,7 @@ fn run_cells(mode: Mode, op: Op) {
                 (op.run)(m.mnt(), rel),
             );
         }
-        for rel in not_writable.iter().chain(op.extra_not_writable) {
+        for rel in not_writable.iter().chain(&extra_not_writable) {
             judge(
                 &mut failures,
                 format!("{} {rel} (visible, not writable)", op.name),

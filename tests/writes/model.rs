@@ -353,6 +353,15 @@ fn regressions() -> Vec<Vec<Op>> {
             Op::Rename(p("b"), p("a")),
             Op::Rename(p("a/b"), p("b")),
         ],
+        // A directory made by the agent moved onto a deleted SOURCE file's name, then a link
+        // made in it: what the agent makes is its own (SPEC §3a), whatever lies beneath in
+        // SOURCE or wherever the link points.
+        vec![
+            Op::Mkdir(p("b/c")),
+            Op::Unlink(p("a")),
+            Op::Rename(p("b/c"), p("a")),
+            Op::Symlink(p("a/a"), 0),
+        ],
     ]
 }
 

@@ -6,6 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -476,8 +477,9 @@ fn protect_can_be_emptied_in_the_policy_file() {
 }
 
 #[test]
-fn a_symlink_cannot_be_renamed_to_where_it_would_leave_source() {
-    both(|mode| {
+fn a_symlink_cannot_be_renamed_to_where_it_would_leave_source_in_direct_mode() {
+    {
+        let mode = Mode::Direct;
         let r = Rig::new(mode);
         r.scene.file("f.txt");
         r.scene.dir("w");
@@ -502,5 +504,36 @@ fn a_symlink_cannot_be_renamed_to_where_it_would_leave_source() {
             }
         }
         assert!(problems.is_empty(), "{}", problems.join("\n"));
-    });
+    }
+}
+
+/// In an overlay view a symlink the agent made is its own wherever it moves (SPEC §3a); it
+/// resolves in the agent's own kernel, and SOURCE's `l` it replaced in the view is untouched.
+#[test]
+fn an_overlay_symlink_may_move_where_its_target_leaves_source() {
+    let r = Rig::new(Mode::Overlay);
+    r.scene.file("f.txt");
+    r.scene.dir("w");
+    r.scene.symlink("l", "f.txt");
+    let before = tree_digest(&r.scene.src);
+    let m = r.mount(&r.policy_args("", "", ""));
+    for (link, dest) in [("w/l1", "l"), ("w/l2", "new")] {
+        std::os::unix::fs::symlink("../f.txt", m.m(link)).expect("ln -s ../f.txt");
+        fs::rename(m.m(link), m.m(dest)).unwrap_or_else(|e| panic!("mv {link} {dest}: {e}"));
+        assert_eq!(
+            fs::read_link(m.m(dest)).expect("readlink through the view"),
+            Path::new("../f.txt"),
+            "{dest} after the move"
+        );
+    }
+    for name in names(m.mnt()) {
+        fs::symlink_metadata(m.m(&name))
+            .unwrap_or_else(|e| panic!("{name} is listed at the root but lstat says {e}"));
+    }
+    drop(m);
+    assert_same_tree(
+        &before,
+        &tree_digest(&r.scene.src),
+        "overlay moves of symlinks",
+    );
 }
