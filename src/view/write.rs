@@ -625,15 +625,17 @@ impl View {
         caller: Caller,
     ) -> FsResult<Attr> {
         let (path, located) = self.writable_node(ino)?;
-        let owner_or_size = set.uid.is_some() || set.gid.is_some() || set.size.is_some();
-        if path.is_root() && owner_or_size {
+        let st = located.stat;
+        // Setting the owner it has (as `tar x` does for `.`) changes nothing.
+        let owner_change =
+            set.uid.is_some_and(|u| u != st.uid) || set.gid.is_some_and(|g| g != st.gid);
+        if path.is_root() && (owner_change || set.size.is_some()) {
             return Err(self.refuse(
                 &path,
                 FsError::NotPermitted,
                 "only the mode and times of the view root change",
             ));
         }
-        let st = located.stat;
         if caller.uid != 0 {
             let uid_change = set.uid.is_some_and(|u| u != st.uid);
             let gid_change = set.gid.is_some_and(|g| g != st.gid);

@@ -537,3 +537,39 @@ fn an_overlay_symlink_may_move_where_its_target_leaves_source() {
         "overlay moves of symlinks",
     );
 }
+
+/// The view root's own mode and times change in writable modes (SPEC §3a), as `touch VIEW`,
+/// `chmod 755 VIEW` and `tar x -C VIEW` do; its owner and size do not.
+#[test]
+fn the_view_root_mode_and_times_change_in_writable_modes() {
+    both(|mode| {
+        let r = Rig::new(mode);
+        r.scene.file("f.txt");
+        let m = r.mount(&r.policy_args("", "", ""));
+        fs::set_permissions(m.mnt(), fs::Permissions::from_mode(0o750))
+            .unwrap_or_else(|e| panic!("{}: chmod 750 VIEW: {e}", mode.name()));
+        assert_eq!(
+            perm(m.mnt()),
+            0o750,
+            "{}: mode of the view root",
+            mode.name()
+        );
+        utimens(m.mnt(), 946_684_800, false)
+            .unwrap_or_else(|e| panic!("{}: touch VIEW: {e}", mode.name()));
+        let mtime = fs::metadata(m.mnt()).unwrap().mtime();
+        assert_eq!(
+            mtime,
+            946_684_800,
+            "{}: mtime of the view root",
+            mode.name()
+        );
+        assert_errno(
+            lchown(m.mnt(), 1234, 1234),
+            libc::EPERM,
+            "chown of the view root",
+        );
+        if mode == Mode::Direct {
+            assert_eq!(perm(&r.scene.src), 0o750, "direct: SOURCE's root mode");
+        }
+    });
+}
