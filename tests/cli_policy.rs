@@ -510,3 +510,32 @@ fn explain_tree_prints_the_view() {
         .success()
         .stdout("src: visible (default \"**\"), read-only (writes.mode=deny)\nsrc/main.rs\n");
 }
+
+#[test]
+fn writable_without_a_write_mode_is_a_usage_error_and_mounts_nothing() {
+    let src = source(&["src/a.rs"]);
+    let mnt = tempfile::tempdir().unwrap();
+    let out = scopefs()
+        .arg("mount")
+        .args(["--writable", "src/"])
+        .arg(src.path())
+        .arg(mnt.path())
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--writable") && stderr.contains("--overlay DIR"),
+        "{stderr}"
+    );
+    assert!(
+        fs::read_dir(mnt.path()).unwrap().next().is_none(),
+        "something appeared at the mountpoint"
+    );
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(mnt.path().to_str().unwrap()),
+        "the mountpoint was mounted"
+    );
+}

@@ -344,6 +344,18 @@ impl Policy {
         if !given.writable.is_empty() {
             policy.writes.writable =
                 Some(flag_patterns("--writable", &given.writable, &mut errors));
+            if policy.writes.mode == WriteMode::Deny {
+                errors.push(PolicyError::new(
+                    Location::Flag {
+                        flag: "--writable",
+                        value: given.writable.join(" "),
+                    },
+                    "--writable needs a write mode, but writes are denied (the view would be \
+                     read-only and every write would fail with EROFS); add --overlay DIR or \
+                     --writes direct"
+                        .to_string(),
+                ));
+            }
         }
         if let Some(log) = &given.audit_log {
             policy.audit.log = Some(log.clone());
@@ -661,6 +673,36 @@ events = "all"
             got.iter().any(|e| e.starts_with("--overlay \"ov\": ")
                 && e.contains("but --writes deny was given"))
         );
+    }
+
+    #[test]
+    fn writable_without_a_write_mode_is_an_error_naming_the_fix() {
+        for writes in [None, Some(WriteMode::Deny)] {
+            let args = Overrides {
+                writes,
+                writable: vec!["src/".into()],
+                ..Overrides::default()
+            };
+            let got: Vec<String> = match Policy::from_overrides(&args) {
+                Ok(_) => Vec::new(),
+                Err(e) => e.iter().map(ToString::to_string).collect(),
+            };
+            assert_eq!(got.len(), 1, "{writes:?}: {got:?}");
+            assert!(
+                got.iter().all(|e| e.starts_with("--writable \"src/\": ")
+                    && e.contains("--overlay DIR")
+                    && e.contains("--writes direct")),
+                "{got:?}"
+            );
+        }
+        for writes in [Some(WriteMode::Overlay), Some(WriteMode::Direct)] {
+            let args = Overrides {
+                writes,
+                writable: vec!["src/".into()],
+                ..Overrides::default()
+            };
+            assert!(Policy::from_overrides(&args).is_ok(), "{writes:?}");
+        }
     }
 
     #[test]
