@@ -20,7 +20,7 @@ use crate::policy::WriteMode;
 use crate::sys::write as w;
 use crate::sys::{self, FileType, Open};
 use crate::view::{Caller, FsError, FsResult, Layer, Located, Scope};
-use crate::write::{At, New, OwnDir, Target, WriteLayer, io, make_in};
+use crate::write::{At, New, OwnDir, Target, WriteLayer, group_in, io, make_in};
 
 /// Puts the opaque marker in the upper directory `dir`.
 fn mark_opaque(dir: BorrowedFd<'_>) -> FsResult<()> {
@@ -79,8 +79,10 @@ impl Upper {
                 let inner = sys::open_child_dir(work, &tmp).map_err(io)?;
                 mark_opaque(inner.as_fd())?;
             }
+            let (gid, setgid) = group_in(dir_fd.as_fd(), caller)?;
+            let mode = if setgid { mode | libc::S_ISGID } else { mode };
             w::chmod_at(work, &tmp, mode).map_err(io)?;
-            w::chown_at(work, &tmp, caller.uid, caller.gid).map_err(io)?;
+            w::chown_at(work, &tmp, caller.uid, gid).map_err(io)?;
             // The whiteout, if any, goes after the rename (in finish_new): a crash in between
             // leaves both, and the new directory wins.
             w::rename(work, &tmp, dir_fd.as_fd(), at.name, w::RENAME_NOREPLACE).map_err(io)

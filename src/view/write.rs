@@ -23,8 +23,20 @@ use crate::sys::{self, FileType, Stat};
 use crate::view::scope::kind_of;
 use crate::write::{At, New, Target, WriteLayer, io};
 
-/// The setuid and setgid bits, stripped from everything the view writes.
+/// The setuid and setgid bits, stripped from everything the view writes but the setgid bit
+/// of a directory ([`kept_bits`]).
 const SETID: u32 = libc::S_ISUID | libc::S_ISGID;
+
+/// The bits of `mode` the view lets through for an entry of `kind` (SPEC §3): never setuid,
+/// setgid only on a directory (where it makes new entries take the directory's group).
+fn kept_bits(mode: u32, kind: FileType) -> u32 {
+    let strip = if kind == FileType::Dir {
+        libc::S_ISUID
+    } else {
+        SETID
+    };
+    mode & 0o7777 & !strip
+}
 
 /// Who asks, and for what: new entries belong to `uid` and `gid`; the audit log names the
 /// operation, the process and the user.
@@ -326,7 +338,7 @@ impl View {
         caller: Caller,
     ) -> FsResult<Entry> {
         let (dir, path) = self.new_entry(parent, name, Kind::Dir)?;
-        let mode = mode & !umask & 0o7777 & !SETID;
+        let mode = kept_bits(mode & !umask, FileType::Dir);
         let made = self.make_entry(parent, name, (&dir, &path), caller, New::Dir { mode });
         Ok(made?.0)
     }
@@ -673,7 +685,7 @@ impl View {
         let fd = located.fd.as_fd();
         if let Some(mode) = set.mode {
             if st.kind != FileType::Symlink {
-                target.chmod(fd, mode & 0o7777 & !SETID)?;
+                target.chmod(fd, kept_bits(mode, st.kind))?;
             }
         }
         if set.uid.is_some() || set.gid.is_some() {

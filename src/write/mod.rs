@@ -209,9 +209,15 @@ pub(crate) fn make_in(
     caller: Caller,
 ) -> FsResult<Option<File>> {
     let file = match new {
-        New::File { mode } => Some(File::from(w::create_file(dir, name, mode).map_err(io)?)),
+        New::File { mode } => {
+            let fd = w::create_file(dir, name, mode).map_err(io)?;
+            // The daemon's own umask took bits away that the caller's left.
+            w::chmod_fd(fd.as_fd(), mode & 0o7777).map_err(io)?;
+            Some(File::from(fd))
+        }
         New::Node { mode } => {
             w::mknod(dir, name, mode).map_err(io)?;
+            exact_mode(dir, name, mode)?;
             None
         }
         New::Symlink { target } => {
@@ -220,11 +226,39 @@ pub(crate) fn make_in(
         }
         New::Dir { mode } => {
             w::mkdir(dir, name, mode).map_err(io)?;
+            exact_mode(dir, name, mode)?;
             None
         }
     };
-    w::chown_at(dir, name, caller.uid, caller.gid).map_err(io)?;
+    let (gid, setgid) = group_in(dir, caller)?;
+    if let (New::Dir { mode }, true) = (new, setgid) {
+        exact_mode(dir, name, mode | libc::S_ISGID)?;
+    }
+    w::chown_at(dir, name, caller.uid, gid).map_err(io)?;
     Ok(file)
+}
+
+/// The group of a new entry made by `caller` in the directory `dir`, and whether a new
+/// directory there takes the setgid bit: in a setgid directory, the directory's group and yes
+/// (as the file system would have done), else the caller's group and no.
+pub(crate) fn group_in(dir: BorrowedFd<'_>, caller: Caller) -> FsResult<(u32, bool)> {
+    let parent = sys::fstat(dir)?;
+    Ok(if parent.perm & libc::S_ISGID != 0 {
+        (parent.gid, true)
+    } else {
+        (caller.gid, false)
+    })
+}
+
+/// Gives the entry just made as `name` in `dir` the permission bits of `mode`, which the
+/// daemon's umask may have narrowed; through a descriptor of the entry itself (never a
+/// symlink put in its place).
+fn exact_mode(dir: BorrowedFd<'_>, name: &Name, mode: u32) -> FsResult<()> {
+    let fd = sys::resolve(dir, &RelPath::root().join(name), Open::Path).map_err(io)?;
+    if sys::fstat(fd.as_fd())?.kind == sys::FileType::Symlink {
+        return Err(FsError::Io(io::Error::from_raw_os_error(libc::EIO)));
+    }
+    w::chmod_fd(fd.as_fd(), mode & 0o7777).map_err(io)
 }
 
 impl Target {

@@ -573,3 +573,80 @@ fn the_view_root_mode_and_times_change_in_writable_modes() {
         }
     });
 }
+
+/// A directory keeps its setgid bit (SPEC §3): set by chmod or given at mkdir, and inherited
+/// by a directory made in it, whose entries take its group.
+#[test]
+fn a_directory_keeps_its_setgid_bit() {
+    both(|mode| {
+        let r = basic_rig(mode);
+        let m = r.mount(&basic_args(&r));
+        let ctx = |op: &str| format!("{} mode: {op}", mode.name());
+        fs::create_dir(m.m("w/sg")).unwrap_or_else(|e| panic!("{}: {e}", ctx("mkdir")));
+        fs::set_permissions(m.m("w/sg"), fs::Permissions::from_mode(0o2755))
+            .unwrap_or_else(|e| panic!("{}: {e}", ctx("chmod 2755")));
+        lchown(&m.m("w/sg"), 0, 4321).unwrap_or_else(|e| panic!("{}: {e}", ctx("chgrp")));
+        fs::create_dir(m.m("w/sg/sub")).unwrap_or_else(|e| panic!("{}: {e}", ctx("mkdir sub")));
+        fs::write(m.m("w/sg/f"), b"x").unwrap_or_else(|e| panic!("{}: {e}", ctx("create f")));
+        for rel in ["w/sg", "w/sg/sub"] {
+            for path in [m.m(rel), r.layer(rel)] {
+                assert_eq!(
+                    perm(&path) & 0o7777,
+                    0o2755,
+                    "{} {}",
+                    ctx(rel),
+                    path.display()
+                );
+            }
+        }
+        for rel in ["w/sg/sub", "w/sg/f"] {
+            let gid = fs::metadata(m.m(rel)).unwrap().gid();
+            assert_eq!(gid, 4321, "{}: group of {rel}", ctx("setgid directory"));
+        }
+    });
+}
+
+/// A new entry gets the mode asked for less the caller's umask, whatever the daemon's own
+/// umask, at any name length: made by a shell with umask 0, a file is 0666 and a directory
+/// 0777, though the daemon (started from this process) runs with a umask of 022.
+#[test]
+fn new_entries_get_the_mode_asked_for() {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+        .unwrap();
+    assert_eq!(
+        umask & 0o022,
+        0o022,
+        "this test needs a umask of 022 (or narrower) for the daemon it starts, to show that it does not narrow the modes of new entries"
+    );
+    both(|mode| {
+        let r = basic_rig(mode);
+        let m = r.mount(&basic_args(&r));
+        for name in ["short".to_string(), "n".repeat(254)] {
+            let (file, dir) = (m.m(format!("w/{name}")), m.m(format!("w/d{name}")));
+            let out = Command::new("sh")
+                .args(["-c", "umask 0 && : > \"$1\" && mkdir \"$2\"", "sh"])
+                .arg(&file)
+                .arg(&dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{} mode: {out:?}", mode.name());
+            let len = name.len() + 1;
+            assert_eq!(
+                perm(&file),
+                0o666,
+                "{} mode: file, {len}-byte name",
+                mode.name()
+            );
+            assert_eq!(
+                perm(&dir),
+                0o777,
+                "{} mode: directory, {len}-byte name",
+                mode.name()
+            );
+        }
+    });
+}
