@@ -180,3 +180,33 @@ fn discarded_changes_leave_the_view_showing_source() {
     assert_eq!(v.read("keep.txt").unwrap(), b"source\n");
     assert_eq!(fs::read(s.src.join("drop.txt")).unwrap(), b"source\n");
 }
+
+/// A directory deletion still pending keeps the records of what lay beneath it when another
+/// path is applied or discarded first: applying it later needs no `--force`.
+#[test]
+fn a_pending_directory_deletion_survives_a_partial_apply_and_a_discard() {
+    let s = Scene::new();
+    s.file("d/a.txt", b"a\n");
+    s.file("d/sub/b.txt", b"b\n");
+    s.file("x.txt", b"x\n");
+    s.file("y.txt", b"y\n");
+    let v = s.view(OVERLAY);
+    v.unlink("d/sub/b.txt").unwrap();
+    v.rmdir("d/sub").unwrap();
+    v.unlink("d/a.txt").unwrap();
+    v.rmdir("d").unwrap();
+    v.write_at("x.txt", 0, b"X").unwrap();
+    v.write_at("y.txt", 0, b"Y").unwrap();
+    drop(v);
+    let r = review(&s);
+    let only_x = r.plan(&[p("x.txt")]).unwrap();
+    r.apply(&only_x, false, |_, _| {}).unwrap();
+    r.discard(&[p("y.txt")]).unwrap();
+    assert_eq!(listed(&r), ["D d"]);
+    let plan = r.plan(&[]).unwrap();
+    assert_eq!(conflicts_of(&plan), []);
+    r.apply(&plan, false, |_, _| {}).unwrap();
+    assert!(!s.src.join("d").exists());
+    assert_eq!(fs::read(s.src.join("x.txt")).unwrap(), b"X\n");
+    assert_eq!(fs::read(s.src.join("y.txt")).unwrap(), b"y\n");
+}
