@@ -125,6 +125,25 @@ fn diff_lists_changes_sorted_with_sensitive_flags() {
     assert_eq!(fx.diff(), STANDARD_DIFF);
 }
 
+/// SPEC §4's flags beyond exec-config: a name a view hides (the agent's own `.pem`), an
+/// executable file added, a symlink.
+#[test]
+fn diff_flags_hidden_names_executables_and_symlinks() {
+    let fx = Fx::new();
+    let up = fx.upper();
+    write(&up, "certs/cacert.pem", b"CERT\n");
+    write(&up, "run.sh", b"#!/bin/sh\n");
+    fs::set_permissions(up.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    symlink("/usr/bin/python3", up.join("python")).unwrap();
+    assert_eq!(
+        fx.diff(),
+        "A certs\n\
+         A certs/cacert.pem  (sensitive: hidden-name)\n\
+         A python  (sensitive: symlink)\n\
+         A run.sh  (sensitive: executable)\n"
+    );
+}
+
 #[test]
 fn diff_json_is_an_array_of_changes() {
     let fx = standard();
@@ -217,7 +236,9 @@ fn apply_all_copies_every_change_and_empties_the_overlay() {
     .unwrap();
     fx.run(&["apply", "--include-protected"])
         .success()
-        .stdout(STANDARD_APPLIED)
+        .stdout(STANDARD_APPLIED.replace("A notes.txt
+", "A notes.txt  (sensitive: executable)
+"))
         .stderr(predicate::str::contains(
             "left .git alone (2 changes); `scopefs diff` summarises it",
         ));

@@ -193,7 +193,7 @@ fn git_clone_from_a_local_path() {
     let diff = w.diff();
     w.assert_added(&diff, "x/lib.rs", None);
     w.assert_added(&diff, "x/.github/workflows/ci.yml", Some("exec-config"));
-    w.assert_added(&diff, "x/test-cert.pem", None);
+    w.assert_added(&diff, "x/test-cert.pem", Some("hidden-name"));
 }
 
 /// git hardlinks the objects of a local clone: SOURCE's objects have a second link outside
@@ -410,7 +410,11 @@ fn npm_install_of_a_local_tarball_with_a_pem_and_a_workflow() {
     w.assert_source_kept(&before, m.mnt(), "npm install");
     drop(m);
     let diff = w.diff();
-    w.assert_added(&diff, "app/node_modules/certpkg/test/key.pem", None);
+    w.assert_added(
+        &diff,
+        "app/node_modules/certpkg/test/key.pem",
+        Some("hidden-name"),
+    );
     w.assert_added(
         &diff,
         "app/node_modules/certpkg/.github/workflows/ci.yml",
@@ -491,7 +495,11 @@ fn tar_x_of_a_vendored_tree_at_the_view_root() {
     w.assert_source_kept(&before, m.mnt(), "tar x");
     drop(m);
     let diff = w.diff();
-    w.assert_added(&diff, "vendor/rustls/tests/data/ca.pem", None);
+    w.assert_added(
+        &diff,
+        "vendor/rustls/tests/data/ca.pem",
+        Some("hidden-name"),
+    );
     w.assert_added(
         &diff,
         "vendor/rustls/.github/workflows/build.yml",

@@ -125,7 +125,8 @@ pub struct Change {
     pub modes: Option<(u32, u32)>,
     pub via: Via,
     /// Why a person should look at this change before applying it: the protect preset that
-    /// matches (`exec-config`) and/or `symlink`.
+    /// matches (`exec-config`), `symlink`, `hidden-name` (the built-in `secrets` preset hides
+    /// the name), `executable` (a file added with an execute bit).
     pub sensitive: Vec<String>,
 }
 
@@ -137,7 +138,7 @@ impl Change {
     /// Whether a protect preset matches the path: `apply` leaves the change out unless it is
     /// asked for by name or with `--include-protected`.
     pub fn is_protected(&self) -> bool {
-        self.sensitive.iter().any(|flag| flag != SYMLINK_FLAG)
+        self.sensitive.iter().any(|flag| is_protect_flag(flag))
     }
 }
 
@@ -234,18 +235,34 @@ pub fn same_entry(
     }
 }
 
-/// The flag of a symlink added or changed; every other flag of [`Change::sensitive`] names the
-/// protect preset (or pattern) that matches the path.
+/// The flag of a symlink added or changed.
 pub const SYMLINK_FLAG: &str = "symlink";
+/// The flag of an entry at a name the built-in `secrets` preset hides: the agent made it
+/// (SPEC §3a), and it would land in SOURCE where a view hides it.
+pub const HIDDEN_FLAG: &str = "hidden-name";
+/// The flag of a regular file added with an execute bit.
+pub const EXECUTABLE_FLAG: &str = "executable";
 
-/// The matcher that says whether a path is sensitive: the `exec-config` protect preset.
+/// Whether `flag` (one of [`Change::sensitive`]) names a protect preset, not one of the flags
+/// above.
+fn is_protect_flag(flag: &str) -> bool {
+    ![SYMLINK_FLAG, HIDDEN_FLAG, EXECUTABLE_FLAG].contains(&flag)
+}
+
+/// The matcher that says whether a path is sensitive: the `exec-config` protect preset, and
+/// the built-in `secrets` preset for names a view hides.
 fn sensitivity_matcher() -> Option<Matcher> {
     let text = "[writes]\nmode = \"overlay\"\nprotect = [\"exec-config\"]\n";
     let policy = Policy::parse(text, None).ok()?;
     policy.compile().ok()
 }
 
-fn sensitivity(matcher: Option<&Matcher>, path: &RelPath, kind: EntryKind, op: Op) -> Vec<String> {
+fn sensitivity(
+    matcher: Option<&Matcher>,
+    path: &RelPath,
+    (kind, op): (EntryKind, Op),
+    up: Option<&Stat>,
+) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(Writability::Protected(rule)) =
         matcher.map(|m| m.writable(path, kind.policy_kind()))
@@ -257,6 +274,13 @@ fn sensitivity(matcher: Option<&Matcher>, path: &RelPath, kind: EntryKind, op: O
     }
     if kind == EntryKind::Symlink && op != Op::Delete {
         out.push(SYMLINK_FLAG.into());
+    }
+    if op != Op::Delete && matcher.is_some_and(|m| !m.is_visible(path, kind.policy_kind())) {
+        out.push(HIDDEN_FLAG.into());
+    }
+    let executable = up.is_some_and(|st| st.perm & 0o111 != 0);
+    if op == Op::Add && kind == EntryKind::File && executable {
+        out.push(EXECUTABLE_FLAG.into());
     }
     out
 }
@@ -280,7 +304,7 @@ impl Walker<'_> {
             (Some(u), Some(l)) => Some((u.perm, l.perm)),
             _ => None,
         };
-        let sensitive = sensitivity(self.matcher.as_ref(), &path, kind, op);
+        let sensitive = sensitivity(self.matcher.as_ref(), &path, (kind, op), up);
         self.out.push(Change {
             op,
             path,
