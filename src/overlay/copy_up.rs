@@ -108,8 +108,8 @@ impl Upper {
         let tmp = self.temp_name()?;
         w::mkdir(work, &tmp, 0o700).map_err(io)?;
         let placed = (|| {
-            // A directory keeps its setgid bit (SPEC §3).
-            w::chmod_at(work, &tmp, st.perm & !libc::S_ISUID)?;
+            // A directory keeps its setuid and setgid bits (SPEC §3: they run nothing there).
+            w::chmod_at(work, &tmp, st.perm)?;
             w::chown_at(work, &tmp, st.uid, st.gid)?;
             w::set_times_at(work, &tmp, SetTime::At(st.atime), SetTime::At(st.mtime))?;
             w::rename(work, &tmp, parent_fd.as_fd(), &name, w::RENAME_NOREPLACE)

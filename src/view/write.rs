@@ -23,18 +23,15 @@ use crate::sys::{self, FileType, Stat};
 use crate::view::scope::kind_of;
 use crate::write::{At, New, Target, WriteLayer, io};
 
-/// The setuid and setgid bits, stripped from everything the view writes but the setgid bit
-/// of a directory ([`kept_bits`]).
+/// The setuid and setgid bits, stripped from everything the view writes but directories
+/// ([`kept_bits`]).
 const SETID: u32 = libc::S_ISUID | libc::S_ISGID;
 
-/// The bits of `mode` the view lets through for an entry of `kind` (SPEC §3): never setuid,
-/// setgid only on a directory (where it makes new entries take the directory's group).
+/// The bits of `mode` the view lets through for an entry of `kind` (SPEC §3): setuid and setgid
+/// only on a directory, where they run nothing (setgid makes new entries take the directory's
+/// group).
 fn kept_bits(mode: u32, kind: FileType) -> u32 {
-    let strip = if kind == FileType::Dir {
-        libc::S_ISUID
-    } else {
-        SETID
-    };
+    let strip = if kind == FileType::Dir { 0 } else { SETID };
     mode & 0o7777 & !strip
 }
 

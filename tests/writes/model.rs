@@ -27,7 +27,7 @@ use crate::harness::Harness;
 use crate::support::*;
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
-/// chmod modes; the setuid and setgid bits are stripped, but for a directory's setgid bit (SPEC §3).
+/// chmod modes; the setuid and setgid bits are stripped but on directories (SPEC §3).
 const MODES: [u32; 7] = [0o644, 0o600, 0o755, 0o700, 0o640, 0o4755, 0o2750];
 const SETID: u32 = 0o6000;
 
@@ -133,9 +133,9 @@ fn apply(root: &Path, op: &Op) -> io::Result<()> {
 fn apply_model(root: &Path, op: &Op) -> io::Result<()> {
     match op {
         Op::Chmod(path, m) => {
-            // A directory keeps its setgid bit (SPEC §3).
+            // A directory keeps its setuid and setgid bits (SPEC §3).
             let strip = match fs::metadata(root.join(path)) {
-                Ok(meta) if meta.is_dir() => libc::S_ISUID,
+                Ok(meta) if meta.is_dir() => 0,
                 _ => SETID,
             };
             let mode = MODES[usize::from(*m) % MODES.len()] & !strip;

@@ -575,7 +575,7 @@ fn the_view_root_mode_and_times_change_in_writable_modes() {
 }
 
 /// A directory keeps its setgid bit (SPEC §3): set by chmod or given at mkdir, and inherited
-/// by a directory made in it, whose entries take its group.
+/// by a directory made in it, whose entries take its group; and its setuid bit.
 #[test]
 fn a_directory_keeps_its_setgid_bit() {
     both(|mode| {
@@ -603,6 +603,15 @@ fn a_directory_keeps_its_setgid_bit() {
             let gid = fs::metadata(m.m(rel)).unwrap().gid();
             assert_eq!(gid, 4321, "{}: group of {rel}", ctx("setgid directory"));
         }
+        // Setuid too runs nothing on a directory: kept as well.
+        fs::set_permissions(m.m("w/sg"), fs::Permissions::from_mode(0o6755))
+            .unwrap_or_else(|e| panic!("{}: {e}", ctx("chmod 6755")));
+        assert_eq!(
+            perm(&m.m("w/sg")),
+            0o6755,
+            "{}",
+            ctx("chmod 6755 of a directory")
+        );
     });
 }
 
