@@ -132,6 +132,12 @@ impl Inodes {
         self.nodes.get(&ino).and_then(|n| n.wanted)
     }
 
+    /// The generation of the SOURCE file node `ino` was made for ([`crate::sys::handle`]), if
+    /// it was read.
+    pub fn source_generation_of(&self, ino: u64) -> Option<u64> {
+        self.nodes.get(&ino).and_then(|n| n.source_generation)
+    }
+
     /// The FUSE generation of node `ino` (0 for the root and for nodes the table does not hold).
     pub fn generation_of(&self, ino: u64) -> u64 {
         self.nodes.get(&ino).map_or(0, |n| n.generation)

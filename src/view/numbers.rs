@@ -13,7 +13,7 @@
 //! The mode is read once, when the view is made: a policy reload does not renumber the nodes
 //! the kernel holds.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use super::inodes::{Numbers, Wanted};
 use super::{Layer, View};
@@ -90,15 +90,23 @@ impl View {
     }
 
     /// Whether `located`, found at the path of node `ino`, is still the SOURCE file the node
-    /// was made for, as far as its number tells (a file deleted and made again under the same
-    /// name with another number is not).
+    /// was made for, as far as its number and generation tell: a file deleted and made again
+    /// under the same name is not, whether it got another number or the same one again.
     pub(super) fn same_source_file(&self, ino: u64, located: &super::Located) -> bool {
         if located.layer != Layer::Lower || self.numbers == Numbers::Synthetic {
             return true;
         }
-        match self.inodes.read().wanted_of(ino) {
-            Some(number) => number == located.stat.ino,
-            None => true,
+        let (number, generation) = {
+            let inodes = self.inodes.read();
+            (inodes.wanted_of(ino), inodes.source_generation_of(ino))
+        };
+        match (number, generation) {
+            (Some(number), _) if number != located.stat.ino => false,
+            // 0: the file system gave no handle, so the generation says nothing.
+            (Some(_), Some(generation)) if generation != 0 => {
+                sys::handle::inode_generation(located.fd.as_fd()) == generation
+            }
+            _ => true,
         }
     }
 
