@@ -234,11 +234,9 @@ fn apply_all_copies_every_change_and_empties_the_overlay() {
         fs::Permissions::from_mode(0o750),
     )
     .unwrap();
-    fx.run(&["apply", "--include-protected"])
+    fx.run(&["apply"])
         .success()
-        .stdout(STANDARD_APPLIED.replace("A notes.txt
-", "A notes.txt  (sensitive: executable)
-"))
+        .stdout(STANDARD_APPLIED.replace("A notes.txt\n", "A notes.txt  (sensitive: executable)\n"))
         .stderr(predicate::str::contains(
             "left .git alone (2 changes); `scopefs diff` summarises it",
         ));
@@ -281,30 +279,41 @@ fn apply_all_copies_every_change_and_empties_the_overlay() {
 }
 
 /// exec-config is enforced at review time: `apply` leaves a protected change out, says so and
-/// keeps it in the overlay, until it is named or `--include-protected` is given.
+/// keeps it in the overlay, until it is named or `--include-protected` is given. (`.git/` is
+/// never applied as files at all: see the git tests.)
 #[test]
 fn apply_leaves_protected_changes_out_unless_named_or_included() {
     let fx = standard();
+    let workflow = ".github/workflows/ci.yml";
+    fx.touch(&[".github", ".github/workflows", workflow]);
+    write(&fx.upper(), workflow, b"on: push\n");
+    let line = "A .github/workflows/ci.yml  (sensitive: exec-config)";
     fx.run(&["apply"])
         .success()
-        .stdout(predicate::str::contains(".git/config").not())
+        .stdout(predicate::str::contains("workflows").not())
         .stdout(predicate::str::contains("M a.txt"))
-        .stderr(predicate::str::contains(
-            "left out: A .git/config  (sensitive: exec-config)",
-        ))
+        .stderr(predicate::str::contains(format!("left out: {line}")))
         .stderr(predicate::str::contains("--include-protected"));
-    assert!(!fx.src().join(".git/config").exists());
+    assert!(!fx.src().join(workflow).exists());
     assert_eq!(
         fs::read(fx.src().join("a.txt")).unwrap(),
         b"one\nTWO\nthree\n"
     );
-    assert_eq!(fx.diff(), "A .git/config  (sensitive: exec-config)\n");
+    assert!(fx.diff().contains(line), "{}", fx.diff());
     // Named, it goes ahead.
-    fx.run(&["apply", ".git/config"])
+    fx.run(&["apply", workflow])
         .success()
-        .stdout("A .git/config  (sensitive: exec-config)\n");
-    assert_eq!(fs::read(fx.src().join(".git/config")).unwrap(), b"[core]\n");
-    assert_eq!(fx.diff(), "");
+        .stdout(predicate::str::contains(line));
+    assert_eq!(fs::read(fx.src().join(workflow)).unwrap(), b"on: push\n");
+    assert!(!fx.diff().contains("workflows"), "{}", fx.diff());
+    // And with --include-protected, without naming it.
+    let fx = standard();
+    fx.touch(&[".github", ".github/workflows", workflow]);
+    write(&fx.upper(), workflow, b"on: push\n");
+    fx.run(&["apply", "--include-protected"])
+        .success()
+        .stdout(predicate::str::contains(line));
+    assert_eq!(fs::read(fx.src().join(workflow)).unwrap(), b"on: push\n");
 }
 
 #[test]
@@ -347,7 +356,7 @@ fn apply_with_paths_applies_only_those() {
 fn dry_run_changes_nothing() {
     let fx = standard();
     let before = fx.diff();
-    fx.run(&["apply", "--dry-run", "--include-protected"])
+    fx.run(&["apply", "--dry-run"])
         .success()
         .stdout(STANDARD_APPLIED)
         .stderr(predicate::str::contains("dry run"));
