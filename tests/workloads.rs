@@ -118,6 +118,22 @@ impl Work {
             .collect()
     }
 
+    /// The diff summarises the repository at `path` (its `.git`) in one entry, flagged `flag`
+    /// (its hooks and config are written in the overlay, and reviewed).
+    fn assert_repository(&self, diff: &[(String, String, Vec<String>)], path: &str, flag: &str) {
+        let found = diff.iter().find(|(op, p, _)| op == "G" && p == path);
+        let Some((_, _, reasons)) = found else {
+            panic!(
+                "diff lacks G {path}: {:?}",
+                diff.iter().map(|c| &c.1).collect::<Vec<_>>()
+            );
+        };
+        assert!(
+            reasons.iter().any(|r| r == flag),
+            "G {path} is not flagged {flag}: {reasons:?}"
+        );
+    }
+
     /// The diff holds an addition at `path`, flagged `flag` when given.
     fn assert_added(&self, diff: &[(String, String, Vec<String>)], path: &str, flag: Option<&str>) {
         let found = diff.iter().find(|(op, p, _)| op == "A" && p == path);
@@ -165,7 +181,7 @@ fn git_init_and_commit_in_a_subdirectory() {
     drop(m);
     let diff = w.diff();
     w.assert_added(&diff, "sub/a.txt", None);
-    w.assert_added(&diff, "sub/.git/config", Some("exec-config"));
+    w.assert_repository(&diff, "sub/.git", "exec-config");
     assert_same_tree(&before, &tree_digest(&w.scene.src), "git init, unmounted");
 }
 
@@ -443,7 +459,7 @@ fn cargo_new_and_an_offline_build() {
     let diff = w.diff();
     w.assert_added(&diff, "x/Cargo.toml", None);
     w.assert_added(&diff, "x/src/main.rs", None);
-    w.assert_added(&diff, "x/.git/config", Some("exec-config"));
+    w.assert_repository(&diff, "x/.git", "exec-config");
 }
 
 #[test]

@@ -90,7 +90,7 @@ fn git_branch_edit_add_commit_in_an_overlay() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     // The repository is one summary: its commit, the branch made and HEAD moved to it.
     for want in [
-        "G .git  (repository changed: 1 new commit, 1 ref created;",
+        "G .git  (repository changed: 1 new commit, 1 ref created, 2 flagged;",
         "    commit ",
         "    ref refs/heads/x created at ",
         "    HEAD refs/heads/main -> refs/heads/x",
@@ -106,7 +106,8 @@ fn git_branch_edit_add_commit_in_an_overlay() {
         assert!(
             lines
                 .iter()
-                .any(|l| l.starts_with(flagged) && l.contains("(sensitive: exec-config)")),
+                .any(|l| l.trim_start().starts_with(flagged)
+                    && l.contains("(sensitive: exec-config)")),
             "scopefs diff does not flag {flagged:?}:\n{}",
             out.stdout
         );
