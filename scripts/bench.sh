@@ -36,7 +36,7 @@ SCRATCH_FS=1
 WORKLOADS="walk,search,gitstatus,gitminimal,gitcommit,seqread,randread,untar"
 # Variants measured only when --systems names them (NAME|extra mount options; the policy file
 # is written at start).
-EXTRA_VARIANTS=("scopefs-synthetic|-c WORKDIR/synthetic.toml")
+EXTRA_VARIANTS=("scopefs-synthetic|-c WORKDIR/synthetic.toml" "scopefs-t8|--threads 8" "scopefs-t16|--threads 16")
 QUICK_FILES=3000
 SYSTEMS=
 SEARCH_STRING=EXPORT_SYMBOL
@@ -58,7 +58,8 @@ usage: scripts/bench.sh [--quick | --million] [options]
   --scopefs BIN        scopefs binary to measure (default: cargo build --release in this repo)
   --workloads LIST     comma-separated subset of: $WORKLOADS
   --systems LIST       comma-separated subset of: native, scopefs variants, bindfs, fuse-overlayfs;
-                       also scopefs-synthetic (inodes = "synthetic"), measured only when named
+                       also scopefs-synthetic (inodes = "synthetic") and scopefs-t8, scopefs-t16
+                       (--threads 8, 16), measured only when named
   --out DIR            where results.md / results.tsv go (default target/bench)
   --no-install         do not apt-get install missing packages
   --keep-reclaim       leave running DAMON reclaimers alone; by default each kdamond that is
