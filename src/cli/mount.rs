@@ -46,7 +46,7 @@ pub struct MountOptions {
     /// (default_permissions).
     #[arg(long = "allow-other")]
     pub allow_other: bool,
-    /// Request-serving threads (default: twice the number of cores).
+    /// Request-serving threads (default: 16, or twice the number of cores where that is more).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: Option<u16>,
     /// What the kernel may cache: auto (everything, until inotify reports a change underneath;

@@ -29,7 +29,7 @@ pub struct RunCmd {
     /// Let other users enter the view; the kernel then checks permissions.
     #[arg(long = "allow-other")]
     pub allow_other: bool,
-    /// Request-serving threads (default: twice the number of cores).
+    /// Request-serving threads (default: 16, or twice the number of cores where that is more).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: Option<u16>,
     /// What the kernel may cache: auto, always, never (as for `mount`).

@@ -58,7 +58,7 @@ pub enum Error {
 pub struct Options {
     /// Other users may enter; the kernel then checks permissions.
     pub allow_other: bool,
-    /// Request-serving threads (default: twice the number of cores).
+    /// Request-serving threads (default: 16, or twice the number of cores where that is more).
     pub threads: Option<u16>,
     /// What the kernel may cache.
     pub cache: CacheMode,
