@@ -58,16 +58,8 @@ pub struct ReloadOutcome {
 /// The directory of this user's state files (made if missing), or why it cannot be used.
 /// `uid` is the user's real id, taken before any user namespace is entered.
 pub fn dir(uid: u32) -> io::Result<PathBuf> {
-    let dir = if uid == 0 {
-        PathBuf::from("/run/scopefs")
-    } else {
-        match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-            Some(runtime) if runtime.is_absolute() && owned_by(&runtime, uid) => {
-                runtime.join("scopefs")
-            }
-            _ => PathBuf::from(format!("/tmp/scopefs-{uid}")),
-        }
-    };
+    let mut candidates = candidates(uid);
+    let dir = candidates.swap_remove(0);
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -79,21 +71,26 @@ pub fn dir(uid: u32) -> io::Result<PathBuf> {
 
 /// This user's state directory if it exists and is private, without making it.
 fn existing_dir(uid: u32) -> Option<PathBuf> {
-    let candidates = if uid == 0 {
-        vec![PathBuf::from("/run/scopefs")]
-    } else {
-        let mut list = Vec::new();
-        if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-            if runtime.is_absolute() && owned_by(&runtime, uid) {
-                list.push(runtime.join("scopefs"));
-            }
-        }
-        list.push(PathBuf::from(format!("/tmp/scopefs-{uid}")));
-        list
-    };
-    candidates
+    candidates(uid)
         .into_iter()
         .find(|d| check_private(d, uid).is_ok())
+}
+
+/// Where this user's state files may be, the one [`dir`] makes first: `/run/scopefs` for
+/// root; for others `$XDG_RUNTIME_DIR/scopefs` where that directory is theirs, then
+/// `/tmp/scopefs-UID`.
+fn candidates(uid: u32) -> Vec<PathBuf> {
+    if uid == 0 {
+        return vec![PathBuf::from("/run/scopefs")];
+    }
+    let mut list = Vec::new();
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        if runtime.is_absolute() && owned_by(&runtime, uid) {
+            list.push(runtime.join("scopefs"));
+        }
+    }
+    list.push(PathBuf::from(format!("/tmp/scopefs-{uid}")));
+    list
 }
 
 fn owned_by(path: &Path, uid: u32) -> bool {
@@ -120,9 +117,8 @@ fn check_private(dir: &Path, uid: u32) -> io::Result<()> {
 /// The start time of process `pid`, in clock ticks since boot, while it runs (not once it has
 /// exited and waits to be reaped).
 pub fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count after its end.
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let after_comm = sys::stat_after_comm(&pid.to_string()).ok()?;
+    let mut fields = after_comm.split_whitespace();
     if matches!(fields.next(), Some("Z" | "X" | "x")) {
         return None;
     }

@@ -106,7 +106,7 @@ impl Git {
     }
 
     /// Runs it and returns its standard output; a failure carries git's standard error.
-    pub fn output(self) -> Result<Vec<u8>, GitError> {
+    pub fn output(mut self) -> Result<Vec<u8>, GitError> {
         let mut command = self.command();
         command
             .stdin(if self.input.is_some() {
@@ -118,7 +118,7 @@ impl Git {
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(GitError::Missing)?;
         // Written from a thread so a large answer cannot block git while it is still reading.
-        let writer = match (self.input.clone(), child.stdin.take()) {
+        let writer = match (self.input.take(), child.stdin.take()) {
             (Some(input), Some(mut stdin)) => {
                 Some(std::thread::spawn(move || stdin.write_all(&input)))
             }

@@ -492,6 +492,16 @@ pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
     Ok(rustix::mount::unmount(path, flags)?)
 }
 
+/// The fields of `/proc/PROC/stat` (`PROC` a pid or `self`) after the command name, which is
+/// in parentheses and may hold spaces and parentheses itself: they start with the state.
+pub fn stat_after_comm(proc: &str) -> io::Result<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{proc}/stat"))?;
+    match stat.rsplit_once(')') {
+        Some((_, rest)) => Ok(rest.to_string()),
+        None => Err(io::Error::from_raw_os_error(libc::EIO)),
+    }
+}
+
 /// Whether the process `pid` still runs: a zombie counts as gone once all its threads have
 /// exited (and so closed its descriptors), since nobody may be reaping it.
 pub fn process_alive(pid: u32) -> bool {
@@ -508,10 +518,8 @@ pub fn process_alive(pid: u32) -> bool {
     if !exists {
         return false;
     }
-    let zombie = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    let zombie = match stat_after_comm(&pid.to_string()) {
+        Ok(rest) => rest.trim_start().starts_with('Z'),
         Err(_) => return false,
     };
     if !zombie {
@@ -588,9 +596,8 @@ fn starting_descriptor_limit() -> Option<libc::rlimit> {
 /// any thread starts: [`std::env::args_os`] reads the same memory and would see blanks after.
 pub fn hide_arguments(keep: usize) -> io::Result<()> {
     // Fields 48 and 49 of /proc/self/stat (Linux 3.5): where the kernel put the arguments.
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let after_comm = stat_after_comm("self")?;
     let bad = || io::Error::from_raw_os_error(libc::EIO);
-    let after_comm = stat.rsplit_once(')').ok_or_else(bad)?.1;
     let mut fields = after_comm.split_whitespace().skip(45);
     let mut next =
         || -> io::Result<usize> { fields.next().and_then(|f| f.parse().ok()).ok_or_else(bad) };
