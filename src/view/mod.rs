@@ -450,8 +450,11 @@ impl View {
     /// Resolves node `ino` and judges it again. A file of `upper/` is reached by the first of
     /// its names that still leads to it; names found to lead elsewhere, or nowhere, are dropped.
     fn node(&self, ino: u64) -> FsResult<(RelPath, Located)> {
-        let key = self.inodes.read().file(ino);
-        if key.is_none() && self.inodes.read().has_one_name(ino) {
+        let (key, one_name) = {
+            let inodes = self.inodes.read();
+            (inodes.file(ino), inodes.has_one_name(ino))
+        };
+        if key.is_none() && one_name {
             let path = self.path(ino)?;
             let located = self.locate(&path)?;
             if !self.same_source_file(ino, &located) {
